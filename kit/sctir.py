@@ -1,0 +1,239 @@
+"""SC-TIR: self-consistency over tool-integrated reasoning, for one problem.
+
+N candidates each loop independently: generate until the output fence, EOS or the token
+limit; run the last python block in the candidate's own persistent interpreter session;
+append the (truncated) output and the closing fence; continue, up to M code rounds. A
+candidate ends with the answer in its last ``\\boxed{}`` or is pruned. The problem ends
+when every candidate has ended, an early-stop rule fires, or its deadline passes; the
+remaining candidates are cancelled (their vLLM requests aborted) and the vote is taken
+over what finished. Every problem gets an answer: the profile's fallback if none voted.
+
+``mode="async"`` lets a candidate run its code while the others keep generating;
+``mode="lockstep"`` is Numina's baseline (all generate, then all execute, then the next
+round), kept for benchmarks. Both share this code: lockstep is a barrier between phases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from dataclasses import dataclass, field
+
+from kit.answers import AnswerProfile, last_boxed
+from kit.config import KitConfig
+from kit.engine import Engine
+from kit.executor import ExecutorPool, Session
+from kit.tir import OUTPUT_FENCE, code_stop_string, code_to_run, output_block
+from kit.voting import EarlyStopRule, Vote, VoteResult, first_firing_rule, majority_vote
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Cell:
+    """One executed code round, as the model saw it."""
+
+    code: str
+    output: str  # what follows the output fence in the trace (truncated output, closing fence)
+    error: str | None
+    timed_out: bool
+    state_reset: bool
+    duration_s: float
+
+
+@dataclass
+class Candidate:
+    """One sample's trace and statistics, recorded as it goes."""
+
+    index: int
+    text: str = ""  # completion (everything after the prompt), tool outputs included
+    token_ids: list[int] = field(default_factory=list)
+    generated_tokens: int = 0
+    cells: list[Cell] = field(default_factory=list)
+    status: str = "running"  # running -> answered | pruned | cancelled
+    reason: str = ""  # why it ended: answer, no_answer, invalid_answer, length, context_full, ...
+    boxed: str | None = None
+    answer: str | None = None
+    generation_s: float = 0.0
+    execution_s: float = 0.0
+    finished_at_s: float | None = None  # since the problem started
+
+    @property
+    def code_timeouts(self) -> int:
+        return sum(c.timed_out for c in self.cells)
+
+    @property
+    def code_errors(self) -> int:
+        return sum(c.error is not None for c in self.cells)
+
+
+@dataclass
+class ProblemResult:
+    problem_id: str
+    answer: str
+    vote: VoteResult
+    candidates: list[Candidate]
+    elapsed_s: float
+    time_limit_s: float
+    stop_reason: str  # all_finished | early_stop:<rule> | deadline | error
+    used_fallback: bool
+
+
+class PhaseBarrier:
+    """A reusable barrier that members may leave: lockstep rounds for the candidates still
+    running. ``wait`` returns once every remaining member has arrived."""
+
+    def __init__(self, members: int):
+        self._members = members
+        self._arrived = 0
+        self._released = asyncio.Event()
+
+    async def wait(self) -> None:
+        released = self._released
+        self._arrived += 1
+        self._release_if_complete()
+        await released.wait()
+
+    def leave(self) -> None:
+        self._members -= 1
+        self._release_if_complete()
+
+    def _release_if_complete(self) -> None:
+        if self._arrived and self._arrived >= self._members:
+            self._arrived = 0
+            self._released.set()
+            self._released = asyncio.Event()
+
+
+class ProblemRun:
+    """The state of one problem being solved."""
+
+    def __init__(self, problem_id: str, prompt_ids: list[int], cfg: KitConfig, profile: AnswerProfile,
+                 engine: Engine, pool: ExecutorPool, rules: list[EarlyStopRule], time_limit_s: float):
+        self.problem_id = problem_id
+        self.prompt_ids = prompt_ids
+        self.cfg = cfg
+        self.profile = profile
+        self.engine = engine
+        self.pool = pool
+        self.rules = rules
+        self.time_limit_s = time_limit_s
+        self.started = time.monotonic()
+        self.deadline = self.started + time_limit_s
+        self.barrier = PhaseBarrier(cfg.num_samples) if cfg.mode == "lockstep" else None
+
+    def remaining_s(self) -> float:
+        return self.deadline - time.monotonic()
+
+    async def _sync(self) -> None:
+        if self.barrier is not None:
+            await self.barrier.wait()
+
+    async def run_candidate(self, c: Candidate) -> Candidate:
+        try:
+            await self._generate_and_execute(c)
+        except asyncio.CancelledError:
+            c.status, c.reason = "cancelled", "cancelled"
+            raise
+        finally:
+            if self.barrier is not None:
+                self.barrier.leave()
+            if c.finished_at_s is None:
+                c.finished_at_s = time.monotonic() - self.started
+        return c
+
+    async def _generate_and_execute(self, c: Candidate) -> None:
+        cfg = self.cfg
+        session: Session | None = None
+        stop_string = code_stop_string(cfg.code_trigger)
+        try:
+            for step_no in itertools.count():
+                budget = min(cfg.max_new_tokens, cfg.max_model_len - len(self.prompt_ids) - len(c.token_ids))
+                if budget <= 0:
+                    return self._end(c, "context_full")
+                await self._sync()
+                t0 = time.monotonic()
+                step = await self.engine.generate(self.prompt_ids + c.token_ids, budget,
+                                                  f"{self.problem_id}-{c.index}-{step_no}")
+                c.generation_s += time.monotonic() - t0
+                c.text += step.text
+                c.token_ids += step.token_ids
+                c.generated_tokens += len(step.token_ids)
+                if step.stop_string != stop_string:
+                    return self._end(c, "length" if step.finish_reason == "length" else "eos")
+                code = code_to_run(c.text, cfg.code_trigger)
+                if code is None:
+                    if cfg.code_trigger == "output_fence":
+                        return self._end(c, "malformed_code")
+                    continue  # a fence other than a python block closed: keep writing
+                if len(c.cells) >= cfg.max_code_rounds:
+                    return self._end(c, "code_round_limit")
+                await self._sync()
+                # The session opens at the first cell, so answer-only candidates cost no process.
+                session = session or await self.pool.open_session()
+                timeout = max(0.1, min(cfg.cell_timeout_s, self.remaining_s()))
+                result = await session.run(code, timeout_s=timeout)
+                shown = output_block(result.output, cfg.output_max_chars)
+                c.cells.append(Cell(code, shown, result.error, result.timed_out, result.state_reset, result.duration_s))
+                c.execution_s += result.duration_s
+                # With code_close the model stopped at the closing fence: the kit writes the output fence.
+                inserted = shown if cfg.code_trigger == "output_fence" else OUTPUT_FENCE + shown
+                c.text += inserted
+                c.token_ids += self.engine.encode(inserted)
+        finally:
+            if session is not None:
+                await asyncio.shield(session.close())
+
+    def _end(self, c: Candidate, how: str) -> None:
+        c.finished_at_s = time.monotonic() - self.started
+        c.boxed = last_boxed(c.text)
+        c.answer = self.profile.parse(c.boxed)
+        if how == "length":
+            c.status, c.reason = "pruned", "length"  # a truncated solution is not trusted
+        elif c.answer is not None:
+            c.status, c.reason = "answered", "answer"
+        elif how in ("context_full", "code_round_limit", "malformed_code"):
+            c.status, c.reason = "pruned", how
+        else:
+            c.status = "pruned"
+            c.reason = "invalid_answer" if c.boxed is not None else "no_answer"
+
+    async def solve(self) -> ProblemResult:
+        candidates = [Candidate(i) for i in range(self.cfg.num_samples)]
+        tasks = {asyncio.create_task(self.run_candidate(c)): c for c in candidates}
+        pending = set(tasks)
+        votes: list[Vote] = []
+        stop_reason = "all_finished"
+        while pending:
+            done, pending = await asyncio.wait(pending, timeout=max(0.0, self.remaining_s()),
+                                               return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                stop_reason = "deadline"
+                break
+            for task in done:
+                c = tasks[task]
+                if task.exception() is not None:
+                    c.status, c.reason = "pruned", f"error: {task.exception()!r}"[:200]
+                    log.error("problem %s candidate %d failed: %r", self.problem_id, c.index, task.exception())
+                elif c.answer is not None:
+                    votes.append(Vote(c.index, c.answer))
+            rule = first_firing_rule(self.rules, [v.answer for v in votes], len(pending)) if pending else None
+            if rule is not None:
+                stop_reason = f"early_stop:{rule}"
+                break
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        vote = majority_vote(votes)
+        return ProblemResult(
+            problem_id=self.problem_id,
+            answer=vote.answer if vote.answer is not None else self.profile.fallback,
+            vote=vote,
+            candidates=candidates,
+            elapsed_s=time.monotonic() - self.started,
+            time_limit_s=self.time_limit_s,
+            stop_reason=stop_reason,
+            used_fallback=vote.answer is None,
+        )

@@ -1,0 +1,87 @@
+"""The tool-integrated-reasoning text format, defined once for inference and training.
+
+A TIR solution interleaves reasoning with code cells and their outputs::
+
+    ...reasoning...
+    ```python
+    print(2 + 2)
+    ```
+    ```output
+    4
+    ```
+    ...more reasoning... \\boxed{4}
+
+The model writes up to and including the output fence (``OUTPUT_FENCE``, the stop string); the kit
+runs the last python block and appends the output and the closing fence. Training
+renders tool outputs the same way so that the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import re
+
+CODE_FENCE = "```python"
+OUTPUT_FENCE = "```output"
+CLOSE_FENCE = "```"
+
+DEFAULT_PROMPT_TEMPLATE = (
+    "{problem}\n\nPlease integrate natural language reasoning with programs to solve the problem above, "
+    "and put your final answer within \\boxed{}."
+)
+
+CODE_TRIGGERS = ("output_fence", "code_close")
+
+_CODE_BLOCK = re.compile(r"```python[ \t]*\n(.*?)```", re.DOTALL)
+_CODE_BLOCK_AT_END = re.compile(r"```python[ \t]*\n((?:(?!```).)*?)```\n?$", re.DOTALL)
+
+
+def code_stop_string(trigger: str) -> str:
+    """The stop string after which a candidate's code may run: the output fence for models
+    trained on TIR traces (they write it themselves), the closing fence for instruct models
+    that were not (the kit then writes the output fence)."""
+    return OUTPUT_FENCE if trigger == "output_fence" else CLOSE_FENCE + "\n"
+
+
+def code_to_run(text: str, trigger: str) -> str | None:
+    """The code a candidate asks to run, given its text ends on the trigger's stop string.
+    None for an output fence without a preceding code block, or (code_close) when the fence
+    just closed was not a python block."""
+    if trigger == "output_fence":
+        return last_code_block(text)
+    match = _CODE_BLOCK_AT_END.search(text)
+    return match.group(1) if match else None
+
+
+def last_code_block(text: str) -> str | None:
+    """The last complete ```python block in ``text`` (None if there is none)."""
+    blocks = _CODE_BLOCK.findall(text)
+    return blocks[-1] if blocks else None
+
+
+def truncate_output(output: str, max_chars: int) -> str:
+    """Keep the head and the tail (where an error's last line is) of a long output."""
+    output = output.strip("\n")
+    if len(output) <= max_chars:
+        return output
+    head = max_chars // 2
+    tail = max_chars - head
+    dropped = len(output) - max_chars
+    return f"{output[:head]}\n... [{dropped} characters truncated] ...\n{output[-tail:]}"
+
+
+def output_block(output: str, max_chars: int) -> str:
+    """What follows the model's ``OUTPUT_FENCE`` stop string: the (truncated) output and the
+    closing fence."""
+    body = truncate_output(output, max_chars)
+    return f"\n{body}\n{CLOSE_FENCE}\n" if body else f"\n{CLOSE_FENCE}\n"
+
+
+def render_prompt(problem: str, template: str = DEFAULT_PROMPT_TEMPLATE) -> str:
+    """The user message for a problem. Plain replacement, not str.format, so templates
+    can contain LaTeX braces such as \\boxed{} without escaping."""
+    return template.replace("{problem}", problem.strip())
+
+
+def chat_messages(problem: str, template: str = DEFAULT_PROMPT_TEMPLATE, system_prompt: str = "") -> list[dict]:
+    messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    return messages + [{"role": "user", "content": render_prompt(problem, template)}]

