@@ -73,7 +73,9 @@ def solve(args: argparse.Namespace) -> int:
             if len(problems) == 1:
                 print(format_result(result))
             else:
-                progress.write(f"{p.id}: {result.answer}  votes {result.vote.table}  {result.elapsed_s:.1f} s")
+                gold = "" if p.answer is None else f"  (reference {p.answer}: {'right' if p.answer == result.answer else 'wrong'})"
+                progress.write(f"{p.id}: answer {result.answer}{gold}  votes {result.vote.table}  "
+                               f"{result.elapsed_s:.1f} s, stop: {result.stop_reason}")
     if traces:
         traces.close()
     if args.input:
