@@ -46,19 +46,26 @@ import atexit
 import json
 import os
 import shutil
-import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
 import time
 from collections import deque
 from dataclasses import dataclass
-from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-HEADER = struct.Struct("!I")
+from kit.sandbox_process import (
+    POOL_DIR_PREFIX,
+    REPO_ROOT,
+    SandboxProtocolError,
+    SessionProcess,
+    read_bounded,
+    remove_stale_pool_dirs,
+    sandbox_tmp_dir,
+    sweep_uids,
+    template_env,
+)
+
 MAX_REPLY_BYTES = 1 << 20
 UID_BASE = 1_000_000
 UIDS_PER_POOL = 128
@@ -66,11 +73,6 @@ UID_BLOCKS = 100_000
 FILE_SIZE_MB = 64
 TEMPLATE_START_TIMEOUT_S = 120.0
 SESSION_START_TIMEOUT_S = 30.0
-SWEEP_DEADLINE_S = 5.0
-POOL_DIR_PREFIX = "kit-sandbox-"
-# First line faulthandler writes to a session's crash file -> the fatal signal.
-CRASH_SIGNALS = {"Segmentation fault": "SIGSEGV", "Floating point exception": "SIGFPE", "Aborted": "SIGABRT",
-                 "Bus error": "SIGBUS", "Illegal instruction": "SIGILL"}
 _pools_to_tear_down: set[ExecutorPool] = set()
 _uid_blocks_in_use: set[int] = set()
 
@@ -82,145 +84,6 @@ class CellResult:
     timed_out: bool
     state_reset: bool  # the interpreter was replaced (timeout, crash, os._exit): variables are gone
     duration_s: float  # wall time of the execution itself, not of the wait for a free slot
-
-
-class SandboxProtocolError(Exception):
-    """A session sent something other than a well-formed reply; it is treated as crashed."""
-
-
-def parse_reply(body: bytes) -> dict:
-    """Decode one untrusted message body: JSON object or SandboxProtocolError, nothing else."""
-    try:
-        message = json.loads(body)
-    except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
-        raise SandboxProtocolError(f"malformed JSON: {error}") from None
-    if not isinstance(message, dict):
-        raise SandboxProtocolError("reply is not a JSON object")
-    return message
-
-
-def _proc_uid_and_state(pid: int) -> tuple[int, str]:
-    with open(f"/proc/{pid}/status") as status:
-        fields = dict(line.split(":", 1) for line in status if ":" in line)
-    return int(fields["Uid"].split()[0]), fields["State"].strip()[:1]
-
-
-def sweep_uids(uids: range) -> None:
-    """SIGKILL every process whose real uid is in `uids`; again until none is left (fork bombs)."""
-    deadline = time.monotonic() + SWEEP_DEADLINE_S
-    while time.monotonic() < deadline:
-        signalled = 0
-        for pid in (int(name) for name in os.listdir("/proc") if name.isdigit()):
-            try:
-                if _proc_uid_and_state(pid)[0] not in uids:
-                    continue
-                pidfd = os.pidfd_open(pid)
-            except (OSError, KeyError, ValueError):
-                continue
-            try:
-                # Checked again once the pidfd pins the process: the pid may have been reused.
-                uid, state = _proc_uid_and_state(pid)
-                if uid in uids and state not in ("Z", "X"):
-                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-                    signalled += 1
-            except (OSError, KeyError, ValueError):
-                pass
-            finally:
-                os.close(pidfd)
-        if not signalled:
-            return
-        time.sleep(0.002)
-
-
-def _read_bounded(path: str, limit: int) -> str:
-    """First `limit` bytes of a file the sandbox wrote, as text (the file itself is kit-owned)."""
-    try:
-        with open(path, "rb") as file:
-            data = file.read(limit)
-            size = os.fstat(file.fileno()).st_size
-    except OSError:
-        return ""
-    text = data.decode("utf-8", "replace")
-    if size > len(data):
-        text += f"\n[output truncated: {size - len(data)} more characters were not captured]\n"
-    return text
-
-
-def _sandbox_tmp_dir() -> str:
-    """Where pool directories go: sessions run as other uids, so every ancestor must let them pass."""
-    base = Path(tempfile.gettempdir()).resolve()
-    return str(base) if all(path.stat().st_mode & 0o001 for path in (base, *base.parents)) else "/tmp"
-
-
-def _remove_stale_pool_dirs(base: str) -> None:
-    """Pool directories left by kits that were SIGKILLed (the pid in the name no longer runs)."""
-    for path in Path(base).glob(f"{POOL_DIR_PREFIX}*-*"):
-        pid = path.name[len(POOL_DIR_PREFIX) :].split("-")[0]
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
-            shutil.rmtree(path, ignore_errors=True)
-
-
-def _template_env() -> dict[str, str]:
-    # A minimal environment: the model's code can read it, so no tokens or keys from the kit's.
-    env = {name: os.environ[name] for name in ("PATH", "LANG", "LC_ALL", "LD_LIBRARY_PATH") if name in os.environ}
-    python_path = [str(REPO_ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    env.update(PYTHONPATH=os.pathsep.join(python_path), PYTHONDONTWRITEBYTECODE="1")
-    # Read by numpy's BLAS at import time: no thread pools in the template or the sessions.
-    env.update(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    return env
-
-
-@dataclass(eq=False)
-class _Worker:
-    """Kit-side handle on one live session process."""
-
-    pid: int
-    pidfd: int  # -1 once closed; signals go through it, so a reused pid is never hit
-    uid: int | None  # None when not root
-    directory: str
-    max_reply_bytes: int
-    reader: asyncio.StreamReader | None = None
-    writer: asyncio.StreamWriter | None = None
-
-    async def read_message(self) -> dict:
-        header = await self.reader.readexactly(HEADER.size)
-        (size,) = HEADER.unpack(header)
-        if size > self.max_reply_bytes:
-            raise SandboxProtocolError(f"reply of {size} bytes exceeds {self.max_reply_bytes}")
-        return parse_reply(await self.reader.readexactly(size))
-
-    async def execute(self, code: str) -> tuple[str, str | None]:
-        body = json.dumps({"code": code}).encode()
-        self.writer.write(HEADER.pack(len(body)) + body)
-        await self.writer.drain()
-        reply = await self.read_message()
-        output, error = reply.get("output"), reply.get("error")
-        if not isinstance(output, str) or not (error is None or isinstance(error, str)):
-            raise SandboxProtocolError("reply lacks a string 'output' or a valid 'error'")
-        return output, error
-
-    def kill(self, close_pidfd: bool = False) -> None:
-        """SIGKILL the session (and, as non-root, its process group). Idempotent, never blocks."""
-        if self.pidfd < 0:
-            return
-        try:
-            if self.uid is None:
-                # Only while the leader lives is its pid surely still our process group's id.
-                signal.pidfd_send_signal(self.pidfd, 0)
-                os.killpg(self.pid, signal.SIGKILL)
-            signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        if close_pidfd:
-            os.close(self.pidfd)
-            self.pidfd = -1
-
-    def crash_reason(self) -> str:
-        crash_note = _read_bounded(os.path.join(self.directory, "crash"), 200)
-        for message, name in CRASH_SIGNALS.items():
-            if crash_note.startswith(f"Fatal Python error: {message}"):
-                return f"signal {name}"
-        return "it exited or was killed without replying, e.g. os._exit() or out of memory"
 
 
 class ExecutorPool:
@@ -249,7 +112,7 @@ class ExecutorPool:
         self._root_dir: str | None = None
         self._uid_block: int | None = None
         self._free_uid_slots: deque[int] = deque(range(UIDS_PER_POOL))
-        self._workers: set[_Worker] = set()
+        self._workers: set[SessionProcess] = set()
         self._sessions_started = 0
         self._background: set[asyncio.Future] = set()
 
@@ -298,8 +161,8 @@ class ExecutorPool:
             self._uid_block = block
             # Leftovers of an earlier kit that had the same block (it was SIGKILLed).
             await asyncio.to_thread(sweep_uids, self.uid_range)
-        base = _sandbox_tmp_dir()
-        await asyncio.to_thread(_remove_stale_pool_dirs, base)
+        base = sandbox_tmp_dir()
+        await asyncio.to_thread(remove_stale_pool_dirs, base)
         self._root_dir = tempfile.mkdtemp(prefix=f"{POOL_DIR_PREFIX}{os.getpid()}-", dir=base)
         os.chmod(self._root_dir, 0o711)  # sessions may traverse to their directory, not list it
         kit_end, template_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -311,7 +174,7 @@ class ExecutorPool:
         with template_end:
             # Started from the loop's thread: the template's PR_SET_PDEATHSIG follows this thread.
             self._template = subprocess.Popen(command, pass_fds=[template_end.fileno()], cwd=REPO_ROOT,
-                                              env=_template_env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+                                              env=template_env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         reply, _fds = await asyncio.wait_for(self._control_recv(), TEMPLATE_START_TIMEOUT_S)
         if reply != {"ready": True}:
             raise RuntimeError(f"the sandbox template failed to start: {reply}")
@@ -367,7 +230,7 @@ class ExecutorPool:
             raise RuntimeError("the sandbox template process died")
         return json.loads(data), fds
 
-    async def _spawn_worker(self) -> _Worker:
+    async def _spawn_worker(self) -> SessionProcess:
         if self.closed:
             raise RuntimeError("the executor pool is closed")
         uid = None
@@ -388,7 +251,7 @@ class ExecutorPool:
             self._release_uid(uid)
             raise RuntimeError(f"the sandbox template could not start a session: {reply}")
         max_reply_bytes = max(MAX_REPLY_BYTES, 16 * self.capture_chars)
-        worker = _Worker(reply["pid"], fds[1], uid, directory, max_reply_bytes)
+        worker = SessionProcess(reply["pid"], fds[1], uid, directory, max_reply_bytes)
         self._workers.add(worker)
         try:
             worker.reader, worker.writer = await asyncio.open_unix_connection(sock=socket.socket(fileno=fds[0]))
@@ -400,7 +263,7 @@ class ExecutorPool:
             raise
         return worker
 
-    def _discard_later(self, worker: _Worker) -> None:
+    def _discard_later(self, worker: SessionProcess) -> None:
         task = asyncio.ensure_future(self._discard(worker))
         self._background.add(task)
         task.add_done_callback(self._forget_background)
@@ -414,7 +277,7 @@ class ExecutorPool:
         if uid is not None:
             self._free_uid_slots.append(uid - self.uid_range.start)
 
-    async def _discard(self, worker: _Worker) -> None:
+    async def _discard(self, worker: SessionProcess) -> None:
         """Kill a session and everything it started, then delete its directory."""
         worker.kill()
         if worker.writer is not None:
@@ -430,9 +293,9 @@ class ExecutorPool:
 class Session:
     """One persistent interpreter; cells run one at a time, in order."""
 
-    def __init__(self, pool: ExecutorPool, worker: _Worker):
+    def __init__(self, pool: ExecutorPool, worker: SessionProcess):
         self._pool = pool
-        self._worker: _Worker | None = worker
+        self._worker: SessionProcess | None = worker
         self._lock = asyncio.Lock()
         self._closed = False
 
@@ -469,7 +332,7 @@ class Session:
                 duration_s = time.monotonic() - started
             # Recovery happens outside the slot: it is not the cell's execution.
             worker.kill()
-            partial = _read_bounded(os.path.join(worker.directory, "output"), self._pool.capture_chars)
+            partial = read_bounded(os.path.join(worker.directory, "output"), self._pool.capture_chars)
             if not timed_out:
                 reason = f"SandboxCrash: the interpreter died ({worker.crash_reason()})"
             self._worker = None
