@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     solve = commands.add_parser("solve", help="Solve one problem or a file of problems with SC-TIR.")
     source = solve.add_mutually_exclusive_group(required=True)
     source.add_argument("--problem", help="The problem text.")
-    source.add_argument("--input", help="A .csv or .jsonl file with a 'problem' column (and optionally 'id').")
+    source.add_argument("--input", help="A .jsonl, .csv or .parquet file with a 'problem' column (and optionally 'id').")
     solve.add_argument("--output", default="answers.csv", help="Answers CSV (id,answer) for --input.")
     solve.add_argument("--traces", help="Also write every candidate's full trace as JSONL here.")
     solve.add_argument("--limit", type=int, help="Solve only the first K problems of --input.")

@@ -6,6 +6,7 @@ into the answer it accepts, or rejects it (the candidate does not vote):
 
 - ``aimo1`` / ``aimo2``: an integer, taken mod 1000;
 - ``aimo3``: an integer in 0..99999, no modulo (out of range is invalid);
+- ``integer``: any integer (for validation splits such as GSM8K and AMC);
 - ``free``: MATH-style free-form text, normalized so that trivially different spellings
   (``\\dfrac`` vs ``\\frac``, ``\\left(``, ``$``, ``\\text{ cm}``) vote together.
   Equivalence grading (``1/2`` vs ``0.5``) belongs to the evaluation grader, not here.
@@ -44,24 +45,41 @@ def last_boxed(text: str) -> str | None:
     return None
 
 
-_INT_NOISE = re.compile(r"\\text\{[^}]*\}|\\mathrm\{[^}]*\}|\\[,!;: ]|\\?\$|\\\(|\\\)|\^\{?\\circ\}?|\\%|%")
+_NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?")
+
+
+def last_number(text: str) -> str | None:
+    """The last number written in ``text`` (for answers taken from a code cell's output)."""
+    numbers = _NUMBER.findall(text)
+    return numbers[-1] if numbers else None
+
+
+# Decoration around a number that does not change it: spacing, dollar signs, degrees, percent.
+_INT_NOISE = re.compile(r"\\[,!;: ]|\\?\$|\\\(|\\\)|\^\{?\\circ\}?|\\%|%")
+# A trailing unit in text ("5 \text{ cm}"); text between numbers ("19 \text{ and } 43") is no integer.
+_TRAILING_UNIT = re.compile(r"\\(?:text|mathrm|mbox)\{[^{}]*\}$")
 _FRAC = re.compile(r"^(-?)\\[dt]?frac\{(-?\d+)\}\{(-?\d+)\}$")
+_DECIMAL = re.compile(r"-?\d+(?:\.\d+)?")
 
 
 def parse_integer(text: str) -> int | None:
     """An integer from a boxed answer: ``42``, ``1,000``, ``42.0``, ``\\frac{84}{2}``,
-    ``x = 42``, ``42^\\circ``. Anything that is not exactly an integer gives None."""
-    s = _INT_NOISE.sub("", text).replace("{,}", "").replace(" ", "")
-    s = s.rsplit("=", 1)[-1]
+    ``x = 42``, ``42^\\circ``, ``5\\text{ cm}``. Anything that is not exactly an integer
+    gives None: ``2.5``, ``2112_6`` (a base-6 numeral), ``19 \\text{ and } 43``, ``4x-5y=-50``."""
+    s = _TRAILING_UNIT.sub("", text.strip())
+    s = _INT_NOISE.sub("", s).replace("{,}", ",").replace(" ", "")
+    # "x = 42" names the answer; "4x-5y=-50" is an equation, not a number.
+    s = re.sub(r"^[a-zA-Z]=", "", s)
     if re.fullmatch(r"-?\d{1,3}(,\d{3})+", s):
         s = s.replace(",", "")
     m = _FRAC.match(s)
-    try:
-        if m:
-            value = Fraction(int(m.group(2)), int(m.group(3))) * (-1 if m.group(1) else 1)
-        else:
-            value = Fraction(s)
-    except (ValueError, ZeroDivisionError):
+    if m:
+        if int(m.group(3)) == 0:
+            return None
+        value = Fraction(int(m.group(2)), int(m.group(3))) * (-1 if m.group(1) else 1)
+    elif _DECIMAL.fullmatch(s):
+        value = Fraction(s)
+    else:
         return None
     return int(value) if value.denominator == 1 else None
 
@@ -122,6 +140,8 @@ PROFILES: dict[str, AnswerProfile] = {
     "aimo1": AnswerProfile("aimo1", integer=True, modulus=1000, min_value=0, max_value=999, fallback="0"),
     "aimo2": AnswerProfile("aimo2", integer=True, modulus=1000, min_value=0, max_value=999, fallback="0"),
     "aimo3": AnswerProfile("aimo3", integer=True, modulus=None, min_value=0, max_value=99999, fallback="0"),
+    # Validation splits with integer answers of any size and sign (GSM8K, AMC, MATH subsets).
+    "integer": AnswerProfile("integer", integer=True, modulus=None, min_value=None, max_value=None, fallback="0"),
     "free": AnswerProfile("free", integer=False, modulus=None, min_value=None, max_value=None, fallback=""),
 }
 

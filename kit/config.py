@@ -47,6 +47,7 @@ class KitConfig:
     prompt_template: str = field(default=DEFAULT_PROMPT_TEMPLATE, metadata={"help": "User message; {problem} is replaced by the problem text."})
     system_prompt: str = field(default="", metadata={"help": "System message; empty: none (the chat template's default)."})
     output_max_chars: int = field(default=200, metadata={"help": "Characters of a cell's output shown to the model (head and tail kept)."})
+    answer_from_code_output: bool = field(default=False, metadata={"help": "A candidate that ends without \\boxed{} answers with the last number its last (error-free) code cell printed. Numina: off; useful for models that rarely box."})
     mode: str = field(default="async", metadata={"help": "async: each candidate runs its code while others generate; lockstep: all generate, then all execute (Numina's baseline)."})
     early_stop: list[str] = field(default_factory=lambda: ["decided"], metadata={"help": "Rules that end a problem early: 'decided', 'K/M' (K agree among the first M valid), 'last:K/M'. Empty: wait for all."})
     problem_time_s: float = field(default=600.0, metadata={"help": "Wall-clock limit per problem; at the deadline the vote is taken over what finished."})

@@ -1,4 +1,4 @@
-"""Reading problem files (CSV or JSONL) and writing answers and traces.
+"""Reading problem files (JSONL, CSV or Parquet) and writing answers and traces.
 
 A problem file has a ``problem`` column (``question`` is accepted too) and optionally an
 ``id``; rows without an id are numbered. Errors name the file, the line and the reason.
@@ -9,9 +9,10 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
-from kit.sctir import ProblemResult
+from kit.sctir import Candidate, ProblemResult
 
 PROBLEM_KEYS = ("problem", "question")
 
@@ -23,21 +24,12 @@ class Problem:
     answer: str | None = None  # the reference answer, when the file has one
 
 
-def _problem_from_row(row: dict, where: str, number: int) -> Problem:
-    text = next((row[k] for k in PROBLEM_KEYS if k in row), None)
-    if text is None:
-        raise ValueError(f"{where}: no 'problem' column (columns: {sorted(row)})")
-    if not isinstance(text, str) or not text.strip():
-        raise ValueError(f"{where}: empty problem")
-    answer = row.get("answer")
-    return Problem(str(row.get("id") or number), text, None if answer is None else str(answer))
-
-
-def read_problems(path: str | Path, limit: int | None = None) -> list[Problem]:
+def iter_rows(path: str | Path) -> Iterator[tuple[str, dict]]:
+    """(where, row) for each row of a .jsonl, .csv or .parquet file, ``where`` being
+    ``file:line`` (``file:row N`` for Parquet) for error messages."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"problem file {path} does not exist")
-    problems: list[Problem] = []
+        raise FileNotFoundError(f"file {path} does not exist")
     if path.suffix == ".jsonl":
         for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
             if not line.strip():
@@ -49,13 +41,35 @@ def read_problems(path: str | Path, limit: int | None = None) -> list[Problem]:
                 raise ValueError(f"{where}: not valid JSON ({exc.msg})") from None
             if not isinstance(row, dict):
                 raise ValueError(f"{where}: expected a JSON object")
-            problems.append(_problem_from_row(row, where, len(problems)))
+            yield where, row
     elif path.suffix == ".csv":
         with path.open(newline="", encoding="utf-8") as f:
-            for row in csv.DictReader(f):
-                problems.append(_problem_from_row(row, f"{path}:{len(problems) + 2}", len(problems)))
+            for row_no, row in enumerate(csv.DictReader(f), start=2):
+                yield f"{path}:{row_no}", row
+    elif path.suffix == ".parquet":
+        import pyarrow.parquet
+
+        for row_no, row in enumerate(pyarrow.parquet.read_table(path).to_pylist(), start=1):
+            yield f"{path}:row {row_no}", row
     else:
-        raise ValueError(f"problem file {path}: expected .csv or .jsonl")
+        raise ValueError(f"file {path}: expected .jsonl, .csv or .parquet")
+
+
+def problem_text(row: dict, where: str) -> str:
+    text = next((row[k] for k in PROBLEM_KEYS if k in row), None)
+    if text is None:
+        raise ValueError(f"{where}: no 'problem' column (columns: {sorted(row)})")
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"{where}: empty problem")
+    return text
+
+
+def read_problems(path: str | Path, limit: int | None = None) -> list[Problem]:
+    problems: list[Problem] = []
+    for where, row in iter_rows(path):
+        answer = row.get("answer")
+        problems.append(Problem(str(row.get("id") or len(problems)), problem_text(row, where),
+                                None if answer is None else str(answer)))
     if not problems:
         raise ValueError(f"problem file {path} has no problems")
     ids = [p.id for p in problems]
@@ -64,9 +78,18 @@ def read_problems(path: str | Path, limit: int | None = None) -> list[Problem]:
     return problems[:limit] if limit else problems
 
 
+def candidate_record(candidate: Candidate) -> dict:
+    """A candidate's trace and statistics, JSON-ready (token ids left out: the text has them)."""
+    record = dataclasses.asdict(candidate)
+    del record["token_ids"]
+    return record
+
+
 def result_record(result: ProblemResult) -> dict:
     """Everything about a solved problem, JSON-ready (candidate traces included)."""
-    return dataclasses.asdict(result)
+    record = dataclasses.asdict(result)
+    record["candidates"] = [candidate_record(c) for c in result.candidates]
+    return record
 
 
 def write_answers(path: str | Path, rows: list[tuple[str, str]]) -> None:

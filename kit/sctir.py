@@ -21,7 +21,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from kit.answers import AnswerProfile, last_boxed
+from kit.answers import AnswerProfile, last_boxed, last_number
 from kit.config import KitConfig
 from kit.engine import Engine
 from kit.executor import ExecutorPool, Session
@@ -55,7 +55,8 @@ class Candidate:
     status: str = "running"  # running -> answered | pruned | cancelled
     reason: str = ""  # why it ended: answer, no_answer, invalid_answer, length, context_full, ...
     boxed: str | None = None
-    answer: str | None = None
+    answer: str | None = None  # set only when answered: the vote it casts
+    answer_source: str | None = "boxed"  # boxed, or code_output (see KitConfig.answer_from_code_output)
     generation_s: float = 0.0
     execution_s: float = 0.0
     finished_at_s: float | None = None  # since the problem started
@@ -189,16 +190,21 @@ class ProblemRun:
     def _end(self, c: Candidate, how: str) -> None:
         c.finished_at_s = time.monotonic() - self.started
         c.boxed = last_boxed(c.text)
-        c.answer = self.profile.parse(c.boxed)
+        answer = self.profile.parse(c.boxed)
+        if how == "eos" and c.boxed is None and self.cfg.answer_from_code_output and c.cells and c.cells[-1].error is None:
+            answer = self.profile.parse(last_number(c.cells[-1].output))
+            c.answer_source = "code_output"
         if how == "length":
             c.status, c.reason = "pruned", "length"  # a truncated solution is not trusted
-        elif c.answer is not None:
-            c.status, c.reason = "answered", "answer"
+        elif answer is not None:
+            c.status, c.reason, c.answer = "answered", "answer", answer
         elif how in ("context_full", "code_round_limit", "malformed_code"):
             c.status, c.reason = "pruned", how
         else:
             c.status = "pruned"
-            c.reason = "invalid_answer" if c.boxed is not None else "no_answer"
+            c.reason = "invalid_answer" if c.boxed is not None or c.answer_source == "code_output" else "no_answer"
+        if c.status != "answered":
+            c.answer_source = None
 
     async def solve(self) -> ProblemResult:
         candidates = [Candidate(i) for i in range(self.cfg.num_samples)]
@@ -217,7 +223,7 @@ class ProblemRun:
                 if task.exception() is not None:
                     c.status, c.reason = "pruned", f"error: {task.exception()!r}"[:200]
                     log.error("problem %s candidate %d failed: %r", self.problem_id, c.index, task.exception())
-                elif c.answer is not None:
+                elif c.status == "answered":
                     votes.append(Vote(c.index, c.answer))
             rule = first_firing_rule(self.rules, [v.answer for v in votes], len(pending)) if pending else None
             if rule is not None:

@@ -76,6 +76,13 @@ class Solver:
     def close(self) -> None:
         self._loop.run_until_complete(self.pool.close())
         self.engine.shutdown()
+        # The engine's background tasks must see their cancellation before the loop closes.
+        leftover = asyncio.all_tasks(self._loop)
+        for task in leftover:
+            task.cancel()
+        if leftover:
+            self._loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
+        self._loop.run_until_complete(self._loop.shutdown_asyncgens())
         self._loop.close()
 
     def __enter__(self) -> Solver:

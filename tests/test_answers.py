@@ -22,7 +22,10 @@ def test_last_boxed_matches_braces(text, expected):
 @pytest.mark.parametrize("text, expected", [
     ("42", 42), ("-7", -7), ("1,000", 1000), ("42.0", 42), ("\\frac{84}{2}", 42), ("x = 12", 12),
     ("30^\\circ", 30), ("\\$15", 15), ("15\\%", 15), ("\\text{12 apples}", None), ("2.5", None),
-    ("\\frac{1}{3}", None), ("abc", None), ("", None), ("1/0", None),
+    ("\\frac{1}{3}", None), ("abc", None), ("", None), ("1/0", None), ("\\frac{1}{0}", None),
+    ("5\\text{ cm}", 5), ("771,\\!400", 771400), ("90{,}900", 90900),
+    # Not integers, though digits are there: a base-6 numeral, two answers, an equation.
+    ("2112_6", None), ("19 \\text{ and }43", None), ("4x-5y=-50", None), ("x^2 + y^2 = 13", None),
 ])
 def test_parse_integer(text, expected):
     assert parse_integer(text) == expected

@@ -13,6 +13,12 @@ def test_jsonl_and_csv(tmp_path):
     csv = tmp_path / "p.csv"
     csv.write_text('id,problem\nx,"What is 3, plus 4?"\n')
     assert read_problems(csv)[0].problem == "What is 3, plus 4?"
+    import pyarrow
+    import pyarrow.parquet
+
+    parquet = tmp_path / "p.parquet"
+    pyarrow.parquet.write_table(pyarrow.table({"id": ["q"], "problem": ["5+5?"], "answer": ["10"]}), parquet)
+    assert [(p.id, p.answer) for p in read_problems(parquet)] == [("q", "10")]
 
 
 @pytest.mark.parametrize("content, message", [
@@ -33,7 +39,7 @@ def test_missing_file_and_wrong_suffix(tmp_path):
     with pytest.raises(FileNotFoundError):
         read_problems(tmp_path / "none.jsonl")
     (tmp_path / "p.txt").write_text("x")
-    with pytest.raises(ValueError, match="csv or .jsonl"):
+    with pytest.raises(ValueError, match="expected .jsonl, .csv or .parquet"):
         read_problems(tmp_path / "p.txt")
 
 

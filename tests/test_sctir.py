@@ -64,6 +64,19 @@ def test_length_limit_prunes_the_candidate():
     assert {(c.status, c.reason) for c in result.candidates} == {("pruned", "length")}
 
 
+def test_a_length_pruned_candidate_does_not_vote_even_with_a_boxed_answer():
+    result, _ = solve(lambda c, s: "\\boxed{1}" + "x" * 50, max_new_tokens=20)
+    assert result.vote.table == {} and result.used_fallback
+
+
+def test_answer_from_code_output_when_enabled():
+    steps = [code_step("print(6 * 7)"), "The program printed the answer."]
+    on, _ = solve(lambda c, s: steps[s], answer_from_code_output=True)
+    assert on.answer == "42" and on.candidates[0].answer_source == "code_output"
+    off, _ = solve(lambda c, s: steps[s])
+    assert off.used_fallback and off.candidates[0].reason == "no_answer"
+
+
 def test_code_round_limit_prunes_the_candidate():
     result, _ = solve(lambda c, s: code_step("print(1)"), max_code_rounds=1)
     c = result.candidates[0]

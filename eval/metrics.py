@@ -1,0 +1,105 @@
+"""Metrics over a run's records: voted accuracy, pass@k (the unbiased estimator of Chen et
+al. 2021), maj@k, breakdowns by level and subject, and per-problem cost."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import statistics
+from collections import Counter, defaultdict
+from math import comb
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Probability that at least one of k samples drawn without replacement from n, of
+    which c are correct, is correct: 1 - C(n-c, k) / C(n, k)."""
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n (n={n}, c={c}, k={k})")
+    if n - c < k:
+        return 1.0
+    return 1.0 - comb(n - c, k) / comb(n, k)
+
+
+def maj_at_k(answers: list[str | None], correct: list[bool], k: int, draws: int = 200, seed: int = 0) -> float:
+    """Expected accuracy of a majority vote over k of the n samples: exact over all subsets
+    when there are at most ``draws`` of them, else estimated over ``draws`` random subsets
+    (fixed seed, so it is reproducible). Samples without an answer do not vote; a subset where
+    none voted is wrong. Ties go to the answer of the lowest sample index in the subset."""
+    n = len(answers)
+    if not 1 <= k <= n:
+        raise ValueError(f"maj@k needs 1 <= k <= n (n={n}, k={k})")
+    right_answers = {a for a, ok in zip(answers, correct) if ok and a is not None}
+    rng = random.Random(seed)
+    if comb(n, k) <= draws:
+        subsets = itertools.combinations(range(n), k)
+    else:
+        subsets = (sorted(rng.sample(range(n), k)) for _ in range(draws))
+    wins = total = 0
+    for subset in subsets:
+        votes = Counter(answers[i] for i in subset if answers[i] is not None)
+        total += 1
+        wins += bool(votes) and votes.most_common(1)[0][0] in right_answers
+    return wins / total
+
+
+def k_values(n: int) -> list[int]:
+    """1, 2, 4, ... up to n, and n itself."""
+    ks = [1]
+    while ks[-1] * 2 < n:
+        ks.append(ks[-1] * 2)
+    return ks + [n] if ks[-1] != n else ks
+
+
+def mean(values: list[float]) -> float:
+    return statistics.fmean(values) if values else float("nan")
+
+
+def summarize(problems: list[dict], candidates: list[dict]) -> dict:
+    """Everything report.md shows, from problem records and candidate records (see
+    eval.runner for their fields)."""
+    by_seed: dict[int, list[dict]] = defaultdict(list)
+    for p in problems:
+        by_seed[p["seed"]].append(p)
+    seed_accuracy = {seed: mean([p["correct"] for p in ps]) for seed, ps in sorted(by_seed.items())}
+
+    samples: dict[tuple[int, str], list[dict]] = defaultdict(list)
+    for c in candidates:
+        samples[(c["seed"], c["problem_id"])].append(c)
+    n = min((len(v) for v in samples.values()), default=0)
+    curves: dict[str, dict[int, float]] = {"pass@k": {}, "maj@k": {}}
+    if n:
+        for k in k_values(n):
+            curves["pass@k"][k] = mean([pass_at_k(len(cs), sum(c["correct"] for c in cs), k) for cs in samples.values()])
+            curves["maj@k"][k] = mean([maj_at_k([c["answer"] for c in cs], [c["correct"] for c in cs], k)
+                                       for cs in samples.values()])
+
+    def breakdown(key: str) -> dict[str, dict]:
+        groups: dict[str, list[bool]] = defaultdict(list)
+        for p in problems:
+            if p.get(key) is not None:
+                groups[str(p[key])].append(p["correct"])
+        return {g: {"accuracy": mean(v), "problems": len(v)} for g, v in sorted(groups.items())}
+
+    cells = [len(c["cells"]) for c in candidates]
+    all_cells = [cell for c in candidates for cell in c["cells"]]
+    return {
+        "problems": len(problems),
+        "seeds": list(seed_accuracy),
+        "accuracy": mean(list(seed_accuracy.values())),
+        "accuracy_by_seed": seed_accuracy,
+        "accuracy_seed_std": statistics.stdev(seed_accuracy.values()) if len(seed_accuracy) > 1 else 0.0,
+        "samples_per_problem": n,
+        "curves": curves,
+        "by_level": breakdown("level"),
+        "by_subject": breakdown("subject"),
+        "fallback_rate": mean([p["used_fallback"] for p in problems]),
+        "early_stop_rate": mean([p["stop_reason"].startswith("early_stop") for p in problems]),
+        "deadline_rate": mean([p["stop_reason"] == "deadline" for p in problems]),
+        "time_per_problem_s": mean([p["elapsed_s"] for p in problems]),
+        "tokens_per_problem": mean([p["generated_tokens"] for p in problems]),
+        "code_cells_per_candidate": mean(cells),
+        "code_error_rate": mean([cell["error"] is not None for cell in all_cells]),
+        "code_timeout_rate": mean([cell["timed_out"] for cell in all_cells]),
+        "candidate_status": dict(Counter(c["status"] if c["status"] != "pruned" else f"pruned:{c['reason']}"
+                                         for c in candidates)),
+    }
