@@ -98,6 +98,7 @@ def summarize(problems: list[dict], candidates: list[dict]) -> dict:
         "time_per_problem_s": mean([p["elapsed_s"] for p in problems]),
         "tokens_per_problem": mean([p["generated_tokens"] for p in problems]),
         "code_cells_per_candidate": mean(cells),
+        "code_cells_histogram": {str(k): v for k, v in sorted(Counter(cells).items())},
         "code_error_rate": mean([cell["error"] is not None for cell in all_cells]),
         "code_timeout_rate": mean([cell["timed_out"] for cell in all_cells]),
         "candidate_status": dict(Counter(c["status"] if c["status"] != "pruned" else f"pruned:{c['reason']}"

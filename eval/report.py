@@ -26,6 +26,8 @@ def plot_curves(summary: dict, path: Path) -> None:
         ax.plot([int(k) for k in ks], [curve[k] for k in ks], marker=marker, label=name)
     ax.axhline(summary["accuracy"], color="gray", linestyle="--", label="voted answer (as run)")
     ax.set_xscale("log", base=2)
+    ks = sorted(int(k) for k in summary["curves"]["pass@k"])
+    ax.set_xticks(ks, [str(k) for k in ks])
     ax.set_xlabel("k (samples)")
     ax.set_ylabel("accuracy")
     ax.set_ylim(-0.02, 1.02)
@@ -45,14 +47,18 @@ def plot_cost(problems: list[dict], path: Path) -> None:
 
 
 def plot_code(summary: dict, path: Path) -> None:
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
-    rates = {"cells / candidate": summary["code_cells_per_candidate"],
-             "error rate": summary["code_error_rate"], "timeout rate": summary["code_timeout_rate"]}
-    left.bar(list(rates), [0 if v != v else v for v in rates.values()], color=["tab:blue", "tab:red", "tab:purple"])
-    left.set_title("code cells")
-    status = summary["candidate_status"]
-    right.barh(list(status), list(status.values()), color="tab:gray")
-    right.set_title("how candidates ended")
+    fig, (cells, rates, status) = plt.subplots(1, 3, figsize=(13, 3.5))
+    histogram = summary["code_cells_histogram"]
+    cells.bar(list(histogram), list(histogram.values()), color="tab:blue")
+    cells.set_xlabel("code cells run")
+    cells.set_ylabel("candidates")
+    cells.set_title(f"code cells per candidate (mean {summary['code_cells_per_candidate']:.2f})")
+    values = {"error": summary["code_error_rate"], "timeout": summary["code_timeout_rate"]}
+    rates.bar(list(values), [0 if v != v else v for v in values.values()], color=["tab:red", "tab:purple"])
+    rates.set_ylim(0, 1)
+    rates.set_title("share of cells")
+    status.barh(list(summary["candidate_status"]), list(summary["candidate_status"].values()), color="tab:gray")
+    status.set_title("how candidates ended")
     _save(fig, path)
 
 

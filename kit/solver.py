@@ -74,16 +74,21 @@ class Solver:
         return ids
 
     def close(self) -> None:
+        # Tasks left by a problem that was interrupted (KeyboardInterrupt) go first, then the
+        # engine's background tasks, which must see their cancellation before the loop closes.
+        self._cancel_leftover_tasks()
         self._loop.run_until_complete(self.pool.close())
         self.engine.shutdown()
-        # The engine's background tasks must see their cancellation before the loop closes.
+        self._cancel_leftover_tasks()
+        self._loop.run_until_complete(self._loop.shutdown_asyncgens())
+        self._loop.close()
+
+    def _cancel_leftover_tasks(self) -> None:
         leftover = asyncio.all_tasks(self._loop)
         for task in leftover:
             task.cancel()
         if leftover:
             self._loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
-        self._loop.run_until_complete(self._loop.shutdown_asyncgens())
-        self._loop.close()
 
     def __enter__(self) -> Solver:
         return self
