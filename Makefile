@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 DEMO_DIR := runs/demo
 
-.PHONY: setup model demo test test-fast bench-executor clean
+.PHONY: setup model demo test test-fast bench clean
 
 setup: $(INSTALLED) model
 
@@ -35,8 +35,9 @@ test: setup
 test-fast: $(INSTALLED)
 	$(PY) -m pytest -q -m "not engine"
 
-bench-executor: $(INSTALLED)
+bench: $(INSTALLED)
 	$(PY) -m eval.benchmarks.executor
+	$(PY) -m eval.benchmarks.grader
 
 clean:
 	rm -rf $(VENV) runs

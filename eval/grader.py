@@ -9,8 +9,10 @@ Answers are the *contents* of a ``\\boxed{}`` (``42``, ``\\frac{1}{2}``, ``(1,2)
 2. Everything else goes to Hugging Face's ``math-verify``: ``verify(parse(gold), parse(pred))``,
    gold first (it is deliberately asymmetric), each answer wrapped as ``\\boxed{answer}``. That
    wrapping and ``$answer$`` grade the same on all 5000 MATH answers and on the tests' cases; the
-   boxed form is a little faster. No normalization of our own is applied before ``parse``:
-   math-verify already drops ``\\text{ cm}``-style units, ``^\\circ`` and ``\\%`` (see the tests).
+   boxed form is a little faster. Our only normalization before ``parse``
+   (:func:`normalize_answer`): enclosing ``$`` off, and the ``,\\!`` / ``{,}`` thousands separators
+   MATH uses dropped (math-verify misreads them inside larger expressions). math-verify itself
+   already drops ``\\text{ cm}``-style units, ``^\\circ`` and ``\\%`` (see the tests).
 
 math-verify runs in worker processes (:class:`Grader`), because its own timeout uses
 ``signal.alarm`` (main thread only) and some inputs hang or eat memory regardless (towers of
@@ -31,13 +33,14 @@ Guarantees
   fork+exec, the "spawn" model), never a fork of a process that may hold vLLM threads.
 - No process left behind: close() (or ``with``) kills and reaps the workers; a Grader that is
   garbage-collected or still open at interpreter exit is closed by a weakref finalizer (atexit).
-  If the parent is SIGKILLed, idle workers see EOF and exit, busy ones notice within ~0.5 s.
+  If the parent dies otherwise (SIGKILL), the kernel kills the workers (PR_SET_PDEATHSIG).
 - Cheap to construct: no worker starts before the first pair that needs math-verify.
 
 Not guaranteed
-- That math-verify's verdict is right: it is a heuristic parser+comparer (see tests for the
-  behaviours we rely on, and the benchmark for answers it cannot parse). A correct answer that
-  takes longer than ``timeout_s`` to verify is graded ``timeout``, i.e. wrong.
+- That math-verify's verdict is right: it is a heuristic parser+comparer; tests/test_grader.py
+  pins the behaviours we rely on and the lenient ones (units and degrees dropped, comma lists
+  compared as sets, ``50\\%`` equal to both 50 and 0.5). A correct answer that takes longer than
+  ``timeout_s`` to verify is graded ``timeout``, i.e. wrong.
 - That memory exhaustion always shows as ``error``: sympy and math-verify catch generic
   exceptions (MemoryError included) and then answer "no match". We catch this indirectly: a
   worker whose peak address space (VmPeak) got to 75% of the cap is replaced after the pair, and
@@ -53,6 +56,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import select
 import subprocess
@@ -60,14 +64,16 @@ import sys
 import threading
 import time
 import weakref
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT_S = 60.0
 MAX_DEFAULT_WORKERS = 4
 _ORPHAN_POLL_S = 0.5
+_PR_SET_PDEATHSIG = 1
 # A worker whose peak address space reached this fraction of its cap is replaced after the pair,
 # and a "no match" verdict reached there is reported as "error" (see _worker_main).
 _NEAR_CAP = 0.75
@@ -82,9 +88,13 @@ class Grade:
 
 NO_ANSWER = Grade(False, "no_answer", "none")
 
-# A plain integer: sign, digits with optional well-formed thousands groups ("1,000", "1{,}000",
-# "1,\!000" as MATH writes them), optional ".0" tail. "1,2" is NOT an integer (it is a list).
-_INTEGER = re.compile(r"([-+]?)(\d{1,3}(?:(?:,|\{,\}|,\\!)\d{3})+|\d+)(?:\.0*)?")
+# A plain integer: sign, digits with optional well-formed thousands groups ("1,000"), optional
+# ".0" tail. "1,2" is NOT an integer (math-verify reads it as the set {1, 2}).
+_INTEGER = re.compile(r"([-+]?)(\d{1,3}(?:,\d{3})+|\d+)(?:\.0*)?")
+# LaTeX's typographic thousands separators, as MATH writes them: "5,\!525", "90{,}900{,}909".
+# Unlike a plain comma they never separate list items, so they are safe to drop; math-verify
+# reads "\frac{12}{5,\!525}" as nothing and "10,\!000\pi" as the set {10, 0}.
+_THOUSANDS_MARK = re.compile(r"(?<=\d)(?:,\\!|\{,\})\s*(?=\d{3}(?!\d))")
 
 
 def _strip_math(answer: str) -> str:
@@ -95,10 +105,16 @@ def _strip_math(answer: str) -> str:
     return answer
 
 
+def normalize_answer(answer: str) -> str:
+    r"""The only normalization we apply before math-verify: enclosing ``$`` and whitespace off,
+    ``,\!`` / ``{,}`` thousands separators between digit groups removed."""
+    return _THOUSANDS_MARK.sub("", _strip_math(answer))
+
+
 def _as_integer(answer: str) -> str | None:
     """Canonical decimal string of a plain-integer answer ("-0012" -> "-12"), else None.
     Strings, not int(): Python refuses int() of more than 4300 digits."""
-    match = _INTEGER.fullmatch(_strip_math(answer))
+    match = _INTEGER.fullmatch(normalize_answer(answer))
     if match is None:
         return None
     digits = re.sub(r"\D", "", match.group(2)).lstrip("0") or "0"
@@ -109,7 +125,7 @@ def grade_integer(gold: str, pred: str) -> Grade | None:
     """Exact comparison when gold and pred are both plain integers; None otherwise."""
     if gold is None or pred is None:
         return None
-    gold_int, pred_int = _as_integer(gold), _as_integer(pred)
+    gold_int, pred_int = _as_integer(str(gold)), _as_integer(str(pred))
     if gold_int is None or pred_int is None:
         return None
     correct = gold_int == pred_int
@@ -132,14 +148,42 @@ class _WorkerStartFailed(Exception):
     pass
 
 
+_spawn_requests: queue.SimpleQueue = queue.SimpleQueue()
+_spawner_lock = threading.Lock()
+_spawner: threading.Thread | None = None
+
+
+def _spawner_loop() -> None:
+    while True:
+        command, done = _spawn_requests.get()
+        try:
+            done.set_result(subprocess.Popen(command, cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                             bufsize=0, close_fds=True))
+        except BaseException as error:  # noqa: BLE001 - handed to the caller
+            done.set_exception(error)
+
+
+def _popen_worker(command: list[str]) -> subprocess.Popen:
+    """Popen from one thread that lives as long as this process. A worker asks for SIGKILL when
+    its parent dies (PR_SET_PDEATHSIG), and Linux sends it when the *thread* that started the
+    worker ends: short-lived threads (grade_many's) must not be that thread."""
+    global _spawner
+    with _spawner_lock:
+        if _spawner is None or not _spawner.is_alive():  # first use, or in a forked child
+            _spawner = threading.Thread(target=_spawner_loop, name="eval.grader-spawner", daemon=True)
+            _spawner.start()
+    done: Future = Future()
+    _spawn_requests.put((command, done))
+    return done.result()
+
+
 class _Worker:
     """The parent's handle on one worker process: JSON lines over its stdin/stdout."""
 
     def __init__(self, memory_mb: int):
         config = {"memory_mb": memory_mb, "parent_pid": os.getpid()}
         command = [sys.executable, "-m", "eval.grader", "--worker", json.dumps(config)]
-        self.proc = subprocess.Popen(command, cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     bufsize=0, close_fds=True)
+        self.proc = _popen_worker(command)
         self._buffer = b""
         self.ready = False
 
@@ -208,10 +252,13 @@ class _Worker:
         self.proc.wait()
 
 
-def _kill_all(workers: set) -> None:
+def _kill_all(workers: set, lock: threading.Condition) -> None:
     """Finalizer of a Grader (close(), garbage collection or interpreter exit): no self here."""
-    while workers:
-        workers.pop().kill()
+    with lock:
+        doomed = list(workers)
+        workers.clear()
+    for worker in doomed:
+        worker.kill()
 
 
 class Grader:
@@ -232,7 +279,7 @@ class Grader:
         self._closed = False
         self._stats = {"integer": 0, "cache_hits": 0, "dispatched": 0, "timeouts": 0, "errors": 0,
                        "workers_started": 0}
-        self._finalizer = weakref.finalize(self, _kill_all, self._live)
+        self._finalizer = weakref.finalize(self, _kill_all, self._live, self._cond)
 
     # ---- public API -------------------------------------------------------------------------
 
@@ -296,7 +343,7 @@ class Grader:
             self._cond.notify_all()
         self._finalizer()  # kills busy workers too: their pending requests come back as errors
 
-    def __enter__(self) -> Grader:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -306,7 +353,7 @@ class Grader:
 
     @staticmethod
     def _key(gold: str, pred: str) -> tuple[str, str]:
-        return gold.strip(), pred.strip()
+        return str(gold).strip(), str(pred).strip()
 
     def _count(self, name: str, n: int = 1) -> None:
         with self._cond:
@@ -354,7 +401,7 @@ class Grader:
         self._stats["workers_started"] += 1
         return worker
 
-    def _release(self, worker: _Worker, healthy: bool) -> None:
+    def _release(self, worker: _Worker, healthy: bool, replace: bool = True) -> None:
         if not healthy:
             worker.kill()
         with self._cond:
@@ -362,7 +409,7 @@ class Grader:
                 self._idle.append(worker)
             else:
                 self._live.discard(worker)
-                if not healthy and not self._closed:
+                if not healthy and replace and not self._closed:
                     self._idle.append(self._start_worker())  # replacement, starting in the background
             self._cond.notify()
         if healthy and self._closed:
@@ -373,7 +420,7 @@ class Grader:
         try:
             worker.wait_ready()
         except _WorkerStartFailed as error:
-            self._release(worker, healthy=False)
+            self._release(worker, healthy=False, replace=False)  # the next pair tries a fresh start
             raise RuntimeError(str(error)) from None
         except BaseException:
             self._release(worker, healthy=False)
@@ -411,7 +458,7 @@ class Grader:
 
 def _for_parse(answer: str) -> str:
     """The content of a \\boxed{} as math-verify's parse wants it: wrapped in \\boxed{} again."""
-    answer = _strip_math(answer)
+    answer = normalize_answer(answer)
     return answer if answer.startswith("\\boxed{") and answer.endswith("}") else "\\boxed{" + answer + "}"
 
 
@@ -430,7 +477,7 @@ def _verify_pair(gold: str, pred: str) -> bool:
         return run(strict_errors=True)
     except MemoryError:
         raise
-    except Exception:
+    except Exception:  # noqa: BLE001 - any other failure: math-verify's own forgiving handling
         return run(strict_errors=False)
 
 
@@ -453,6 +500,22 @@ def _orphan_watchdog(parent_pid: int) -> None:
         time.sleep(_ORPHAN_POLL_S)
 
 
+def _die_with_parent(parent_pid: int) -> None:
+    """SIGKILL from the kernel when the parent dies, even in a C-level computation that holds the
+    GIL; where prctl is unavailable, a thread that polls getppid (which needs the GIL)."""
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl")
+    except (OSError, AttributeError):
+        threading.Thread(target=_orphan_watchdog, args=(parent_pid,), daemon=True).start()
+    if os.getppid() != parent_pid:  # the parent died before prctl
+        os._exit(0)
+
+
 def _worker_main(config: dict) -> None:
     import logging
     import resource
@@ -461,7 +524,7 @@ def _worker_main(config: dict) -> None:
     # Protocol on a private copy of stdout; stray prints go to stderr.
     channel = os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(2, 1)
-    threading.Thread(target=_orphan_watchdog, args=(config["parent_pid"],), daemon=True).start()
+    _die_with_parent(config["parent_pid"])
     logging.disable(logging.CRITICAL)  # math-verify warns that its timeouts are off, per process
     warnings.simplefilter("ignore")
 
