@@ -12,6 +12,7 @@ import json
 import logging
 import sys
 import time
+from contextlib import nullcontext
 
 from kit.config import add_config_flags, config_overrides, load_config
 
@@ -60,9 +61,8 @@ def solve(args: argparse.Namespace) -> int:
         problems = read_problems(args.input, args.limit)
     resolve_model_path(cfg.model)  # fail before the engine starts, with the fix in the message
 
-    traces = open(args.traces, "w", encoding="utf-8") if args.traces else None
     rows = []
-    with Solver(cfg) as solver:
+    with Solver(cfg) as solver, (open(args.traces, "w", encoding="utf-8") if args.traces else nullcontext()) as traces:
         progress = tqdm(problems, desc="problems", unit="problem", disable=len(problems) == 1)
         for p in progress:
             result = solver.solve(p.problem, p.id)
@@ -76,8 +76,6 @@ def solve(args: argparse.Namespace) -> int:
                 gold = "" if p.answer is None else f"  (reference {p.answer}: {'right' if p.answer == result.answer else 'wrong'})"
                 progress.write(f"{p.id}: answer {result.answer}{gold}  votes {result.vote.table}  "
                                f"{result.elapsed_s:.1f} s, stop: {result.stop_reason}")
-    if traces:
-        traces.close()
     if args.input:
         write_answers(args.output, rows)
         print(f"wrote {len(rows)} answers to {args.output}")

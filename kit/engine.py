@@ -51,6 +51,8 @@ class VllmEngine:
 
         self.cfg = cfg
         self._tokens_prompt = TokensPrompt
+        self._sampling_params = SamplingParams
+        self._final_only = RequestOutputKind.FINAL_ONLY
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
         args = AsyncEngineArgs(
             model=model_path,
@@ -66,13 +68,15 @@ class VllmEngine:
             disable_log_stats=True,
         )
         self.engine = AsyncLLM.from_engine_args(args)
-        self._make_params = lambda max_tokens: SamplingParams(
-            temperature=cfg.temperature,
-            top_p=cfg.top_p,
+
+    def _params(self, max_tokens: int):
+        return self._sampling_params(
+            temperature=self.cfg.temperature,
+            top_p=self.cfg.top_p,
             max_tokens=max_tokens,
-            stop=[code_stop_string(cfg.code_trigger)],
-            include_stop_str_in_output=True,
-            output_kind=RequestOutputKind.FINAL_ONLY,
+            stop=[code_stop_string(self.cfg.code_trigger)],
+            include_stop_str_in_output=True,  # the trace keeps the fence the model wrote
+            output_kind=self._final_only,
         )
 
     def encode(self, text: str) -> list[int]:
@@ -88,7 +92,7 @@ class VllmEngine:
         # Cancelling the awaiting task aborts the request inside vLLM (AsyncLLM.generate
         # catches CancelledError and aborts), so early stop and deadlines free the batch.
         async for output in self.engine.generate(
-            self._tokens_prompt(prompt_token_ids=token_ids), self._make_params(max_tokens), request_id
+            self._tokens_prompt(prompt_token_ids=token_ids), self._params(max_tokens), request_id
         ):
             final = output
         completion = final.outputs[0]

@@ -56,7 +56,7 @@ class Candidate:
     reason: str = ""  # why it ended: answer, no_answer, invalid_answer, length, context_full, ...
     boxed: str | None = None
     answer: str | None = None  # set only when answered: the vote it casts
-    answer_source: str | None = "boxed"  # boxed, or code_output (see KitConfig.answer_from_code_output)
+    answer_source: str | None = None  # when answered: boxed, or code_output (KitConfig.answer_from_code_output)
     generation_s: float = 0.0
     execution_s: float = 0.0
     finished_at_s: float | None = None  # since the problem started
@@ -190,21 +190,18 @@ class ProblemRun:
     def _end(self, c: Candidate, how: str) -> None:
         c.finished_at_s = time.monotonic() - self.started
         c.boxed = last_boxed(c.text)
-        answer = self.profile.parse(c.boxed)
+        answer, source = self.profile.parse(c.boxed), "boxed"
         if how == "eos" and c.boxed is None and self.cfg.answer_from_code_output and c.cells and c.cells[-1].error is None:
-            answer = self.profile.parse(last_number(c.cells[-1].output))
-            c.answer_source = "code_output"
+            answer, source = self.profile.parse(last_number(c.cells[-1].output)), "code_output"
         if how == "length":
             c.status, c.reason = "pruned", "length"  # a truncated solution is not trusted
         elif answer is not None:
-            c.status, c.reason, c.answer = "answered", "answer", answer
+            c.status, c.reason, c.answer, c.answer_source = "answered", "answer", answer, source
         elif how in ("context_full", "code_round_limit", "malformed_code"):
             c.status, c.reason = "pruned", how
         else:
             c.status = "pruned"
-            c.reason = "invalid_answer" if c.boxed is not None or c.answer_source == "code_output" else "no_answer"
-        if c.status != "answered":
-            c.answer_source = None
+            c.reason = "invalid_answer" if c.boxed is not None or source == "code_output" else "no_answer"
 
     async def solve(self) -> ProblemResult:
         candidates = [Candidate(i) for i in range(self.cfg.num_samples)]
