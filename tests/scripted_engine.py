@@ -54,3 +54,23 @@ class ScriptedEngine:
 
 def code_step(code: str, prose: str = "Let me compute.") -> str:
     return f"{prose}\n```python\n{code}\n```\n{OUTPUT_FENCE}"
+
+
+class AnswerBook(ScriptedEngine):
+    """For problems with ids ``p<i>`` whose answer is 2i: candidate 0 is always right, the
+    others right on even problems. Raises KeyboardInterrupt (a kill) when asked for ``kill_at``."""
+
+    def __init__(self, kill_at: str | None = None):
+        super().__init__(lambda c, s: "")
+        self.kill_at = kill_at
+        self.solved: set[str] = set()
+
+    async def generate(self, token_ids, max_tokens, request_id) -> GenerationStep:
+        problem_id, candidate, _ = request_id.rsplit("-", 2)
+        if problem_id == self.kill_at:
+            raise KeyboardInterrupt
+        self.solved.add(problem_id)
+        i = int(problem_id[1:])
+        answer = 2 * i if candidate == "0" or i % 2 == 0 else 2 * i + 1
+        text = f"The answer is \\boxed{{{answer}}}."
+        return GenerationStep(self.encode(text), text, "stop", None)

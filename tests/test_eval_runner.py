@@ -12,33 +12,12 @@ from eval.report import PLOTS
 from eval.runner import run_split
 from eval.splits import EvalProblem
 from kit.config import KitConfig
-from kit.engine import GenerationStep
 from kit.solver import Solver
-from scripted_engine import ScriptedEngine
+from scripted_engine import AnswerBook
 
 PROBLEMS = [EvalProblem(f"p{i}", f"What is {i} + {i}?", str(2 * i), level=str(1 + i % 2), subject="Algebra")
             for i in range(6)]
 CFG = KitConfig(num_samples=3, max_code_rounds=1, early_stop=[], profile="integer")
-
-
-class AnswerBook(ScriptedEngine):
-    """Answers each problem from a table: candidate 0 is always right, the others right on
-    even problems. Raises KeyboardInterrupt (a kill) when asked for ``kill_at``."""
-
-    def __init__(self, kill_at: str | None = None):
-        super().__init__(lambda c, s: "")
-        self.kill_at = kill_at
-        self.solved: set[str] = set()
-
-    async def generate(self, token_ids, max_tokens, request_id) -> GenerationStep:
-        problem_id, candidate, _ = request_id.rsplit("-", 2)
-        if problem_id == self.kill_at:
-            raise KeyboardInterrupt
-        self.solved.add(problem_id)
-        i = int(problem_id[1:])
-        answer = 2 * i if candidate == "0" or i % 2 == 0 else 2 * i + 1
-        text = f"The answer is \\boxed{{{answer}}}."
-        return GenerationStep(self.encode(text), text, "stop", None)
 
 
 def run(out, engine, **kwargs):

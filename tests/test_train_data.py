@@ -1,0 +1,204 @@
+"""Training data: loaders, GSM8K/TIR rendering, the loss mask and decontamination."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+
+import pytest
+
+from eval.splits import load_split
+from kit.embedded_model import resolve_model_path
+from kit.tir import DEFAULT_PROMPT_TEMPLATE, OUTPUT_FENCE, render_prompt
+from train.data import GSM8K_SLICE, IGNORE_INDEX, TIR_TRACES, load_messages, rerender_tool_outputs, tokenize_with_mask
+from train.decontaminate import build_eval_ngrams, decontaminate, normalize, write_report
+
+TIR_ANSWER = (
+    "Let us compute.\n```python\nx = 2 + 2\nprint(x)\n```\n```output\n4\n```\n"
+    "So the answer is $\\boxed{4}$."
+)
+_OUTPUT_BODY = re.compile(re.escape(OUTPUT_FENCE) + r"\n(.*?)\n?```", re.DOTALL)
+_TRUNCATION_MARKER = re.compile(r"\n\.\.\. \[\d+ characters truncated\] \.\.\.\n")
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    # The embedded model's own fast tokenizer (what AutoTokenizer resolves to), imported
+    # directly because AutoTokenizer's import pulls in torch (~10 s on 2 cores).
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast.from_pretrained(resolve_model_path(""))
+
+
+def _chat(answer: str = TIR_ANSWER) -> list[dict]:
+    return [{"role": "system", "content": "You solve problems."},
+            {"role": "user", "content": "What is 2 + 2?"},
+            {"role": "assistant", "content": answer}]
+
+
+def _labelled_text(tokenizer, encoded: dict) -> str:
+    return tokenizer.decode([t for t, label in zip(encoded["input_ids"], encoded["labels"])
+                             if label != IGNORE_INDEX])
+
+
+def _write_jsonl(path, rows: list[dict]):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+# --- loss mask -------------------------------------------------------------------------------
+
+def test_assistant_text_and_end_of_turn_are_labelled(tokenizer):
+    encoded = tokenize_with_mask(tokenizer, _chat("The answer is 4."), max_length=512)
+    assert _labelled_text(tokenizer, encoded) == "The answer is 4." + tokenizer.eos_token
+
+
+def test_system_user_and_template_tokens_are_masked(tokenizer):
+    messages = _chat("The answer is 4.")
+    encoded = tokenize_with_mask(tokenizer, messages, max_length=512)
+    prompt = tokenizer.apply_chat_template(messages[:2], tokenize=False, add_generation_prompt=True)
+    n_prompt = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    assert encoded["input_ids"][:n_prompt] == tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    assert set(encoded["labels"][:n_prompt]) == {IGNORE_INDEX}
+    assert encoded["labels"][n_prompt] != IGNORE_INDEX
+
+
+def test_tool_output_is_masked_but_output_fence_is_labelled(tokenizer):
+    labelled = _labelled_text(tokenizer, tokenize_with_mask(tokenizer, _chat(), max_length=512))
+    assert labelled.count(OUTPUT_FENCE) == 1
+    assert "```output\n4" not in labelled
+    assert labelled.endswith("print(x)\n```\n```outputSo the answer is $\\boxed{4}$." + tokenizer.eos_token)
+
+
+def test_tool_output_is_labelled_without_masking(tokenizer):
+    encoded = tokenize_with_mask(tokenizer, _chat(), max_length=512, mask_tool_outputs=False)
+    assert _labelled_text(tokenizer, encoded) == TIR_ANSWER + tokenizer.eos_token
+
+
+def test_python_code_is_labelled(tokenizer):
+    labelled = _labelled_text(tokenizer, tokenize_with_mask(tokenizer, _chat(), max_length=512))
+    assert "```python\nx = 2 + 2\nprint(x)\n```" in labelled
+
+
+def test_tokenized_chat_is_cut_to_max_length(tokenizer):
+    encoded = tokenize_with_mask(tokenizer, _chat(), max_length=10)
+    assert len(encoded["input_ids"]) == len(encoded["labels"]) == len(encoded["attention_mask"]) == 10
+
+
+# --- decontamination -------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def aime_words() -> list[str]:
+    problems, _ = load_split("aime")
+    return next(normalize(p.problem) for p in problems if len(normalize(p.problem)) >= 40)
+
+
+@pytest.fixture(scope="module")
+def all_eval_ngrams():
+    return build_eval_ngrams()
+
+
+def test_row_copying_13_words_of_an_aime_problem_is_dropped(aime_words, all_eval_ngrams):
+    row = {"id": "planted", "problem": "zebra quokka " + " ".join(aime_words[10:23]) + " narwhal"}
+    kept, report = decontaminate([row, {"id": "clean", "problem": "zebra quokka narwhal"}], all_eval_ngrams)
+    assert [r["id"] for r in kept] == ["clean"]
+    assert report["dropped_rows"][0]["id"] == "planted"
+    assert "aime" in report["dropped_rows"][0]["splits"]
+
+
+def test_row_sharing_only_12_words_is_kept(aime_words, all_eval_ngrams):
+    row = {"id": "near", "problem": "zebra quokka " + " ".join(aime_words[10:22]) + " narwhal"}
+    kept, report = decontaminate([row], all_eval_ngrams)
+    assert kept == [row] and report["dropped"] == 0
+
+
+def test_case_and_punctuation_differences_still_match(aime_words, all_eval_ngrams):
+    shouted = ", ".join(w.upper() for w in aime_words[10:25]) + "?!"
+    kept, report = decontaminate([{"id": "shouted", "problem": shouted}], all_eval_ngrams)
+    assert kept == [] and report["dropped_rows"][0]["splits"] == ["aime"]
+
+
+def test_report_is_written_as_json(tmp_path, aime_words, all_eval_ngrams):
+    _, report = decontaminate([{"id": "p", "problem": " ".join(aime_words[:13])}], all_eval_ngrams)
+    path = write_report(report, tmp_path / "sub" / "report.json")
+    assert json.loads(path.read_text())["dropped_rows"][0]["id"] == "p"
+
+
+def test_vendored_tir_traces_are_gsm8k_test_problems_and_get_dropped_by_default():
+    # The sample traces are model outputs on GSM8K *test* problems: fine for smoke runs with
+    # decontamination off, never for a model evaluated on the gsm8k split.
+    assert load_messages(TIR_TRACES) == []
+
+
+# --- loaders ---------------------------------------------------------------------------------
+
+def test_messages_rows_load(tmp_path):
+    path = _write_jsonl(tmp_path / "m.jsonl", [{"id": "a", "messages": [
+        {"role": "user", "content": "What is 2 + 2?"}, {"role": "assistant", "content": TIR_ANSWER}]}])
+    (row,) = load_messages(path, decontaminate=False)
+    assert row["id"] == "a"
+    assert row["messages"][0] == {"role": "user", "content": render_prompt("What is 2 + 2?", DEFAULT_PROMPT_TEMPLATE)}
+    assert row["messages"][1] == {"role": "assistant", "content": TIR_ANSWER}
+
+
+def test_problem_solution_rows_load_with_bare_problem(tmp_path):
+    path = _write_jsonl(tmp_path / "s.jsonl", [{"problem": "What is 1 + 1?", "solution": "It is $\\boxed{2}$."}])
+    (row,) = load_messages(path, decontaminate=False)
+    assert row["id"] == "s-0"
+    assert row["messages"] == [{"role": "user", "content": "What is 1 + 1?"},
+                               {"role": "assistant", "content": "It is $\\boxed{2}$."}]
+
+
+def test_trace_rows_load_as_tir(tmp_path):
+    path = _write_jsonl(tmp_path / "t.jsonl", [{"id": "t", "problem": "What is 2 + 2?", "trace": TIR_ANSWER}])
+    (row,) = load_messages(path, decontaminate=False, system_prompt="Be brief.")
+    assert [m["role"] for m in row["messages"]] == ["system", "user", "assistant"]
+    assert row["messages"][1]["content"] == render_prompt("What is 2 + 2?")
+    assert row["messages"][2]["content"] == TIR_ANSWER
+
+
+def test_missing_column_error_names_file_line_and_column(tmp_path):
+    path = _write_jsonl(tmp_path / "bad.jsonl", [{"problem": "ok", "solution": "fine"},
+                                                 {"problem": "no solution here", "answer": "3"}])
+    with pytest.raises(ValueError, match=r"bad\.jsonl:2: no 'solution'"):
+        load_messages(path, decontaminate=False)
+
+
+def test_hub_id_without_datasets_package_says_what_is_missing(monkeypatch):
+    monkeypatch.setitem(sys.modules, "datasets", None)  # makes `import datasets` fail
+    with pytest.raises(ImportError, match="pip install datasets"):
+        load_messages("AI-MO/NuminaMath-TIR", decontaminate=False)
+
+
+def test_gsm8k_slice_renders_boxed_answer_without_calculator_annotations():
+    source = [json.loads(line) for line in GSM8K_SLICE.read_text().splitlines()]
+    answers = {r["id"]: r["answer"] for r in source}
+    rows = load_messages(GSM8K_SLICE, decontaminate=False)
+    assert len(rows) == 400
+    for row in rows:
+        solution = row["messages"][-1]["content"]
+        assert "<<" not in solution
+        assert re.findall(r"\\boxed\{([^{}]*)\}", solution)[-1] == answers[row["id"]]
+
+
+def test_vendored_tir_traces_load_with_outputs_within_the_truncation_limit():
+    rows = load_messages(TIR_TRACES, decontaminate=False, drop_incorrect=False, output_max_chars=60)
+    assert len(rows) == 300
+    bodies = [b for row in rows for b in _OUTPUT_BODY.findall(row["messages"][-1]["content"])]
+    assert len(bodies) >= 300
+    assert any(_TRUNCATION_MARKER.search(b) for b in bodies)
+    assert all(len(_TRUNCATION_MARKER.sub("", b)) <= 60 for b in bodies)
+
+
+def test_incorrect_traces_are_dropped_by_default():
+    traces = [json.loads(line) for line in TIR_TRACES.read_text().splitlines()]
+    n_correct = sum(t["pred_correct"] is not False for t in traces)
+    assert len(load_messages(TIR_TRACES, decontaminate=False)) == n_correct < len(traces)
+
+
+def test_output_rerendering_matches_the_kit_output_block():
+    long = "```python\nprint('x' * 500)\n```\n```output\n" + "x" * 500 + "\n```\nDone."
+    rendered = rerender_tool_outputs(long, 200)
+    assert rendered.startswith("```python\nprint('x' * 500)\n```\n```output\n" + "x" * 100 + "\n... [300")
+    assert rendered.endswith("x" * 100 + "\n```\nDone.")

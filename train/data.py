@@ -1,0 +1,237 @@
+"""SFT training data: loading rows as chat messages, and tokenizing them with a loss mask.
+
+Rows come from a local .jsonl file or a Hugging Face dataset id and become
+``{"id", "problem", "messages"}``. Three row forms are accepted (checked in this order):
+
+* ``messages``: a chat (NuminaMath-CoT/-TIR style); the last user message is the problem;
+* ``problem`` + ``trace``: a tool-integrated-reasoning trace (train/data/tir_traces_sample.jsonl);
+* ``problem`` + ``solution``: a worked solution (GSM8K, NuminaMath); GSM8K's ``<<a*b=c>>``
+  calculator annotations are removed and, when the solution has no ``\\boxed{}`` but the row
+  has an ``answer``, the solution ends with ``\\boxed{answer}``.
+
+An assistant message containing a ```` ```python ```` block is a TIR solution: its user message is
+``kit.tir.render_prompt(problem, template)`` (the inference prompt) and every ```` ```output ````
+block is re-rendered with ``kit.tir.output_block`` at the inference truncation limit, so the
+model trains on exactly the text the kit shows it. Other (CoT) rows keep the bare problem as the
+user message unless a template is given. Rows are decontaminated against the evaluation splits
+by default (train/decontaminate.py). Every row is checked while loading, so a missing column
+fails with the file and line before any model is loaded.
+
+``tokenize_with_mask`` applies the chat template and labels only the assistant's text (and its
+end-of-turn token); with ``mask_tool_outputs`` the tool outputs the kit inserts are not labelled.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from eval.splits import SPLITS
+from kit.problem_io import iter_rows, problem_text
+from kit.tir import CODE_FENCE, DEFAULT_PROMPT_TEMPLATE, OUTPUT_FENCE, chat_messages, output_block
+from train import decontaminate as decon
+
+log = logging.getLogger(__name__)
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+GSM8K_SLICE = DATA_DIR / "gsm8k_train_slice.jsonl"
+TIR_TRACES = DATA_DIR / "tir_traces_sample.jsonl"
+
+OUTPUT_MAX_CHARS = 200  # kit.config's default output_max_chars: train as the kit infers
+IGNORE_INDEX = -100  # the label torch's cross-entropy skips
+COT_TEMPLATE = "{problem}"  # NuminaMath-CoT trains on the bare problem
+
+# GSM8K's calculator annotations always contain "=": "<<16-3-4=9>>".
+_CALCULATOR_ANNOTATION = re.compile(r"<<[^<>\n]*=[^<>\n]*>>")
+# An output block as a trace stores it: the fence, the output, the closing fence and its newline.
+_OUTPUT_BLOCK = re.compile(re.escape(OUTPUT_FENCE) + r"[ \t]*\n(.*?)```[ \t]*\n?", re.DOTALL)
+
+
+def strip_calculator_annotations(solution: str) -> str:
+    return _CALCULATOR_ANNOTATION.sub("", solution)
+
+
+def cot_solution(solution: str, answer: str | None) -> str:
+    """A worked solution without calculator annotations, ending with ``\\boxed{answer}`` when it
+    has no boxed answer of its own (GSM8K's answer is a separate column)."""
+    text = strip_calculator_annotations(solution).strip()
+    if answer is not None and str(answer).strip() and "\\boxed" not in text:
+        text += f"\nThe answer is $\\boxed{{{str(answer).strip()}}}$."
+    return text
+
+
+def rerender_tool_outputs(solution: str, output_max_chars: int = OUTPUT_MAX_CHARS) -> str:
+    """Every ```output block rewritten as the kit writes it at inference (truncated the same way)."""
+    return _OUTPUT_BLOCK.sub(lambda m: OUTPUT_FENCE + output_block(m.group(1), output_max_chars), solution)
+
+
+def is_tir(solution: str) -> bool:
+    return CODE_FENCE in solution
+
+
+def _check_text(value: object, where: str, column: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{where}: column {column!r} is empty or not text")
+    return value
+
+
+def _problem_and_solution(row: dict, where: str) -> tuple[str, str, str | None]:
+    """(problem, assistant text, answer-to-box) of one row, whatever its form."""
+    if "messages" in row:
+        messages = row["messages"]
+        if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+            raise ValueError(f"{where}: column 'messages' is not a list of {{role, content}} objects")
+        users = [m for m in messages if m.get("role") == "user"]
+        assistants = [m for m in messages if m.get("role") == "assistant"]
+        if not users or not assistants:
+            raise ValueError(f"{where}: column 'messages' needs a 'user' and an 'assistant' message "
+                             f"(roles: {[m.get('role') for m in messages]})")
+        problem = _check_text(users[-1].get("content"), where, "messages[user].content")
+        return problem, _check_text(assistants[-1].get("content"), where, "messages[assistant].content"), None
+    problem = problem_text(row, where)
+    if "trace" in row:
+        return problem, _check_text(row["trace"], where, "trace"), None
+    if "solution" in row:
+        return problem, _check_text(row["solution"], where, "solution"), row.get("answer")
+    raise ValueError(f"{where}: no 'solution', 'trace' or 'messages' column (columns: {sorted(row)})")
+
+
+def row_to_example(row: dict, where: str, row_id: str, template: str | None = None, system_prompt: str = "",
+                   output_max_chars: int = OUTPUT_MAX_CHARS) -> dict:
+    """One row as ``{"id", "problem", "messages"}`` (see the module docstring for the rules)."""
+    problem, solution, answer = _problem_and_solution(row, where)
+    if is_tir(solution):
+        solution = rerender_tool_outputs(solution.strip(), output_max_chars)
+        prompt_template = template or DEFAULT_PROMPT_TEMPLATE
+    else:
+        solution = cot_solution(solution, answer)
+        prompt_template = template or COT_TEMPLATE
+    messages = chat_messages(problem, prompt_template, system_prompt)
+    messages.append({"role": "assistant", "content": solution})
+    return {"id": row_id, "problem": problem, "messages": messages}
+
+
+def _hub_rows(dataset_id: str, split: str, limit: int | None) -> Iterator[tuple[str, dict]]:
+    """(where, row) for a Hugging Face dataset split; needs `datasets` and a reachable hub."""
+    try:
+        import datasets
+    except ImportError:
+        raise ImportError(f"{dataset_id!r} is not a local file; loading it from the Hugging Face hub needs "
+                          "`pip install datasets` (and network access)") from None
+    split_spec = f"{split}[:{limit}]" if limit else split
+    try:
+        loaded = datasets.load_dataset(dataset_id, split=split_spec)
+    except Exception as exc:  # offline, unknown id or split: all reported the same way
+        raise RuntimeError(f"could not load {dataset_id!r} split {split!r} from the Hugging Face hub "
+                           f"({type(exc).__name__}: {exc}); offline runs need a local .jsonl") from exc
+    for index, row in enumerate(loaded):
+        yield f"{dataset_id}[{split}] row {index}", dict(row)
+
+
+def _source_rows(source: str, split: str, limit: int | None) -> Iterator[tuple[str, dict]]:
+    path = Path(source)
+    if path.exists():
+        return iter_rows(path)
+    if "/" in source and not source.startswith((".", "/")) and not path.suffix:
+        return _hub_rows(source, split, limit)
+    raise FileNotFoundError(f"training data {source!r}: no such file, and not a hub dataset id")
+
+
+def load_messages(source: str | Path, split: str = "train", limit: int | None = None, *,
+                  template: str | None = None, system_prompt: str = "",
+                  output_max_chars: int = OUTPUT_MAX_CHARS, drop_incorrect: bool = True,
+                  decontaminate: bool = True, decontaminate_against: tuple[str, ...] = tuple(SPLITS),
+                  report_path: str | Path | None = None) -> list[dict]:
+    """Training rows ``{"id", "problem", "messages"}`` from a local .jsonl/.csv/.parquet file or a
+    hub dataset id (``split`` applies to hub datasets only).
+
+    ``template`` is the user-message template (``{problem}`` is replaced); None: the kit's TIR
+    prompt for TIR rows and the bare problem for CoT rows. ``drop_incorrect`` drops rows whose
+    ``pred_correct`` column is false (model traces with a wrong final answer). With
+    ``decontaminate``, rows overlapping the ``decontaminate_against`` evaluation splits are
+    dropped and the report is logged (and written to ``report_path`` if given). ``limit`` caps
+    the rows read, before filtering."""
+    source = str(source)
+    stem = Path(source).stem if Path(source).exists() else source.replace("/", "-")
+    rows: list[dict] = []
+    incorrect = 0
+    for index, (where, row) in enumerate(_source_rows(source, split, limit)):
+        if limit is not None and index >= limit:
+            break
+        row_id = str(row.get("id") or f"{stem}-{index}")
+        example = row_to_example(row, where, row_id, template, system_prompt, output_max_chars)
+        if drop_incorrect and row.get("pred_correct") is False:
+            incorrect += 1
+            continue
+        rows.append(example)
+    if incorrect:
+        log.info("%s: dropped %d rows whose trace has a wrong answer (pred_correct false)", source, incorrect)
+    if not decontaminate:
+        return rows
+    kept, report = decon.decontaminate(rows, decon.build_eval_ngrams(decontaminate_against))
+    report["source"], report["eval_splits"] = source, sorted(decontaminate_against)
+    if report_path is not None:
+        decon.write_report(report, report_path)
+    if report["dropped"]:
+        log.warning("%s: decontamination dropped %d of %d rows (13-gram overlap with %s)", source,
+                    report["dropped"], report["rows"],
+                    sorted({s for r in report["dropped_rows"] for s in r["splits"]}))
+    return kept
+
+
+def _assistant_spans(tokenizer, messages: list[dict], text: str) -> list[tuple[int, int]]:
+    """Character spans of the assistant contents in the rendered chat, each extended over the
+    end-of-turn token that follows it (the model must learn to stop)."""
+    spans = []
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        prefix = tokenizer.apply_chat_template(messages[:i], tokenize=False, add_generation_prompt=True)
+        if not text.startswith(prefix):
+            raise ValueError("the chat template renders earlier turns differently once later turns follow; "
+                             "cannot locate the assistant turns")
+        start = text.find(message["content"], len(prefix))
+        if start < 0:
+            raise ValueError(f"assistant message {i} does not appear verbatim in the rendered chat template")
+        end = start + len(message["content"])
+        eos = tokenizer.eos_token
+        if eos and text.startswith(eos, end):
+            end += len(eos)
+        spans.append((start, end))
+    return spans
+
+
+def tool_output_spans(content: str) -> list[tuple[int, int]]:
+    """Character spans (within an assistant message) of what the kit writes, not the model: from
+    just after each ```output fence up to and including the closing fence and its newline, i.e.
+    exactly ``kit.tir.output_block(...)``. The fence itself stays labelled: it is the stop
+    string the model must learn to write."""
+    return [(m.start() + len(OUTPUT_FENCE), m.end()) for m in _OUTPUT_BLOCK.finditer(content)]
+
+
+def tokenize_with_mask(tokenizer, messages: list[dict], max_length: int, mask_tool_outputs: bool = True) -> dict:
+    """``input_ids``, ``attention_mask`` and ``labels`` (lists) for one chat, cut to ``max_length``.
+
+    Labels are ``IGNORE_INDEX`` except on the assistant contents and their end-of-turn token;
+    with ``mask_tool_outputs`` also on the tool-output blocks (``tool_output_spans``). A token is
+    labelled when its first character is in a labelled span. Needs a fast tokenizer (offsets)."""
+    if not tokenizer.is_fast:
+        raise ValueError("tokenize_with_mask needs a fast tokenizer (character offsets)")
+    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    labelled = []
+    for (start, end), message in zip(_assistant_spans(tokenizer, messages, text),
+                                     (m for m in messages if m["role"] == "assistant")):
+        cursor = start
+        if mask_tool_outputs:
+            for out_start, out_end in tool_output_spans(message["content"]):
+                labelled.append((cursor, start + out_start))
+                cursor = start + out_end
+        labelled.append((cursor, end))
+    encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    input_ids = list(encoding["input_ids"])[:max_length]
+    offsets = list(encoding["offset_mapping"])[:max_length]
+    labels = [token if any(a <= first < b for a, b in labelled) else IGNORE_INDEX
+              for token, (first, _last) in zip(input_ids, offsets)]
+    return {"input_ids": input_ids, "attention_mask": [1] * len(input_ids), "labels": labels}
