@@ -74,6 +74,7 @@ def main(script_args: KTOScriptArguments, training_args: KTOConfig, model_args: 
 
     # --- save
     trainer.save_model(training_args.output_dir)
+    trainer.save_state()  # trainer_state.json: the loss history, for reports and resume checks
     tokenizer.save_pretrained(training_args.output_dir)
 
 

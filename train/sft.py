@@ -1,0 +1,133 @@
+"""Supervised fine-tuning, both stages of the Numina recipe (CoT, then TIR), with TRL's SFTTrainer.
+
+    python -m train.sft --config train/recipes/smoke/sft_cot.yaml
+    accelerate launch --config_file train/recipes/accelerate/zero3_8gpu.yaml \\
+        -m train.sft --config train/recipes/numina/sft_cot.yaml
+
+A recipe is a YAML file whose keys are fields of ``SFTScriptArguments`` (below), TRL's
+``SFTConfig`` (which extends ``transformers.TrainingArguments``) and TRL's ``ModelConfig``;
+command-line flags override it. A key that belongs to none of them is an error, raised before
+any model loads. Training resumes from the last ``checkpoint-*`` in ``output_dir``.
+
+The data goes through ``train.data``: rows become chats, chats are rendered with the tokenizer's
+chat template and tokenized here into ``input_ids``/``labels``. Pre-tokenizing (rather than
+TRL's ``assistant_only_loss``) is what lets the labels also mask the tool outputs *inside* an
+assistant turn: the kit writes those at inference, the model must not learn to predict them.
+SFTTrainer keeps a given ``labels`` column as is, through packing too.
+
+With ``use_peft: true`` only the adapter is saved; ``python -m train.merge lora`` merges it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+
+from datasets import Dataset
+from transformers import AutoTokenizer
+from transformers.trainer_utils import get_last_checkpoint
+from trl import ModelConfig, SFTConfig, SFTTrainer, TrlParser, get_peft_config, get_quantization_config
+
+from train.data import IGNORE_INDEX, load_messages, tokenize_with_mask
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SFTScriptArguments:
+    """What the recipe says about the data; the rest is SFTConfig and ModelConfig."""
+
+    dataset: str = field(
+        metadata={"help": "Training data for train.data.load_messages: a local .jsonl/.csv/.parquet file "
+                          "or a hub dataset id (e.g. AI-MO/NuminaMath-CoT)."},
+    )
+    dataset_split: str = field(default="train", metadata={"help": "Split of a hub dataset (ignored for files)."})
+    max_samples: int | None = field(
+        default=None, metadata={"help": "Read at most this many rows (before filtering); None reads them all."}
+    )
+    mask_tool_outputs: bool = field(
+        default=True,
+        metadata={"help": "Exclude the ```output blocks of TIR traces from the loss: the kit writes them at "
+                          "inference, the model does not."},
+    )
+    decontaminate: bool = field(
+        default=True, metadata={"help": "Drop rows sharing a 13-gram with the evaluation splits (train.data)."}
+    )
+    chat_template: str | None = field(
+        default=None,
+        metadata={"help": "Jinja chat template to set on the tokenizer (and save with the model), for base "
+                          "models that ship none; None keeps the tokenizer's own."},
+    )
+
+
+def tokenized_dataset(script_args: SFTScriptArguments, tokenizer, max_length: int) -> Dataset:
+    """The recipe's rows as ``input_ids``/``labels``, each cut to ``max_length``."""
+    rows = load_messages(script_args.dataset, split=script_args.dataset_split, limit=script_args.max_samples,
+                         decontaminate=script_args.decontaminate)
+    examples = [tokenize_with_mask(tokenizer, row["messages"], max_length, script_args.mask_tool_outputs)
+                for row in rows]
+    # A chat whose answer starts beyond max_length carries no loss; it would only dilute the batch.
+    examples = [{"input_ids": ex["input_ids"], "labels": ex["labels"]} for ex in examples
+                if any(label != IGNORE_INDEX for label in ex["labels"])]
+    if not examples:
+        raise ValueError(f"no training examples left from {script_args.dataset}")
+    logger.info("%s: %d training examples (%d rows read)", script_args.dataset, len(examples), len(rows))
+    return Dataset.from_list(examples)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = TrlParser((SFTScriptArguments, SFTConfig, ModelConfig))
+    # Raises on a recipe key that no dataclass knows, naming it: before anything heavy happens.
+    script_args, training_args, model_args = parser.parse_args_and_config(argv)
+
+    # --- checkpoint to resume from
+    last_checkpoint = None
+    if os.path.isdir(training_args.output_dir):
+        last_checkpoint = get_last_checkpoint(training_args.output_dir)
+    checkpoint = training_args.resume_from_checkpoint or last_checkpoint
+    if checkpoint is not None:
+        logger.info("resuming from %s", checkpoint)
+
+    # --- tokenizer and data
+    tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision)
+    if script_args.chat_template is not None:
+        tokenizer.chat_template = script_args.chat_template
+    if tokenizer.pad_token is None:
+        # Base models (deepseek-math) have none; the collator pads with it and labels padding -100 anyway.
+        tokenizer.pad_token = tokenizer.eos_token
+    train_dataset = tokenized_dataset(script_args, tokenizer, training_args.max_length)
+
+    # --- model: SFTTrainer loads it from the path with these kwargs (and quantizes it for QLoRA)
+    training_args.model_init_kwargs = {
+        "revision": model_args.model_revision,
+        "dtype": model_args.dtype,
+        "attn_implementation": model_args.attn_implementation,
+        **(training_args.model_init_kwargs or {}),
+    }
+    trainer = SFTTrainer(
+        model=model_args.model_name_or_path,
+        args=training_args,
+        train_dataset=train_dataset,
+        processing_class=tokenizer,
+        peft_config=get_peft_config(model_args),
+        quantization_config=get_quantization_config(model_args),
+    )
+
+    # --- train
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.log_metrics("train", result.metrics)
+    trainer.save_metrics("train", result.metrics)
+
+    # --- save (the adapter alone under LoRA; the tokenizer with its chat template in both cases)
+    trainer.save_model(training_args.output_dir)
+    trainer.save_state()
+    logger.info("model saved to %s", training_args.output_dir)
+    trainer.end()
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stdout)
+    main()
