@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 DEMO_DIR := runs/demo
 
-.PHONY: setup model demo test test-fast bench clean
+.PHONY: setup model demo test test-fast bench train-smoke clean
 
 setup: $(INSTALLED) model
 
@@ -34,6 +34,18 @@ test: setup
 # Everything but the real-engine tests (seconds, for the edit-test loop).
 test-fast: $(INSTALLED)
 	$(PY) -m pytest -q -m "not engine"
+
+# The training chain on CPU in minutes: tiny model, CoT SFT, TIR SFT, KTO data sampled with
+# the kit, KTO, then the kit solves with the result. (Quantization: not yet.)
+SMOKE := runs/train/smoke
+train-smoke: setup
+	$(PY) -m train tiny-model --out runs/train/tiny-model
+	$(PY) -m train sft --config train/recipes/smoke/sft_cot.yaml
+	$(PY) -m train sft --config train/recipes/smoke/sft_tir.yaml
+	$(PY) -m train kto-data --config train/recipes/smoke/kto_data.yaml
+	$(PY) -m train kto --config train/recipes/smoke/kto.yaml
+	$(PY) -m kit solve --config cpu-smol --model $(SMOKE)/kto --input eval/data/gsm8k_test.jsonl --limit 2 \
+		--num-samples 4 --max-new-tokens 64 --output $(SMOKE)/answers.csv
 
 bench: $(INSTALLED)
 	$(PY) -m eval.benchmarks.executor

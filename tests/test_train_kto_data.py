@@ -6,7 +6,8 @@ from kit.config import KitConfig
 from kit.solver import Solver
 from kit.tir import chat_messages
 from scripted_engine import AnswerBook
-from train.kto_data import sample_rows
+from train.data import TIR_TRACES
+from train.kto_data import reference_rows, sample_rows
 
 PROBLEMS = [EvalProblem(f"p{i}", f"What is {i} + {i}?", str(2 * i)) for i in range(1, 4)]
 
@@ -21,3 +22,12 @@ def test_every_finished_candidate_becomes_a_labelled_row_in_the_kits_prompt_form
     assert {r["label"] for r in rows if r["problem_id"] == "p2"} == {True}
     assert rows[0]["prompt"] == chat_messages("What is 1 + 1?", cfg.prompt_template, cfg.system_prompt)
     assert rows[0]["completion"][0]["role"] == "assistant" and "\\boxed{2}" in rows[0]["completion"][0]["content"]
+
+
+def test_reference_solutions_become_desirable_rows():
+    import json
+
+    rows = [json.loads(line) for line in TIR_TRACES.read_text().splitlines()[:3]]
+    problems = [EvalProblem(r["id"], r["problem"], r["answer"]) for r in rows]
+    refs = reference_rows(str(TIR_TRACES), problems, KitConfig())
+    assert refs and all(r["label"] and "```python" in r["completion"][0]["content"] for r in refs)

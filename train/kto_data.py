@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +39,7 @@ class KtoDataArguments:
     samples_per_problem: int = field(default=4, metadata={"help": "Completions per problem (Numina: 4)."})
     limit: int | None = field(default=None, metadata={"help": "Only the first K problems."})
     problem_time_s: float = field(default=120.0, metadata={"help": "Time limit per problem."})
+    add_reference_solutions: bool = field(default=False, metadata={"help": "Also add each problem's reference solution from the data as a desirable row: for models too weak to be right (smoke runs). Numina's KTO uses samples only."})
     decontaminate_against: list[str] = field(default_factory=lambda: ["aime", "amc", "amc23", "math-l4", "math-l5", "math500", "gsm8k"],
                                              metadata={"help": "Evaluation splits whose problems must not be trained on (13-gram overlap)."})
 
@@ -76,6 +78,17 @@ def sample_rows(solver, grader: Grader, problems: list[EvalProblem], cfg: KitCon
     return rows
 
 
+def reference_rows(source: str, problems: list[EvalProblem], cfg: KitConfig) -> list[dict]:
+    """The data's own solutions (the assistant turn of its chats) as desirable rows."""
+    from train.data import load_messages
+
+    solutions = {row["id"]: row["messages"][-1]["content"] for row in load_messages(source, decontaminate=False)}
+    return [{"prompt": chat_messages(p.problem, cfg.prompt_template, cfg.system_prompt),
+             "completion": [{"role": "assistant", "content": solutions[p.id]}],
+             "label": True, "problem_id": p.id, "candidate": "reference"}
+            for p in problems if p.id in solutions]
+
+
 def main(args: KtoDataArguments) -> None:
     from kit.solver import Solver
 
@@ -87,6 +100,10 @@ def main(args: KtoDataArguments) -> None:
     cfg = sampling_config(args)
     with Solver(cfg) as solver, Grader() as grader:
         rows = sample_rows(solver, grader, problems, cfg)
+    if args.add_reference_solutions:
+        rows += reference_rows(args.problems, problems, cfg)
+    # Mixed labels in every batch: KTO's KL baseline compares within a batch.
+    random.Random(0).shuffle(rows)
     # --- write
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
