@@ -18,7 +18,6 @@ renders tool outputs the same way so that the two cannot drift apart.
 
 from __future__ import annotations
 
-import re
 
 CODE_FENCE = "```python"
 OUTPUT_FENCE = "```output"
@@ -31,10 +30,6 @@ DEFAULT_PROMPT_TEMPLATE = (
 
 CODE_TRIGGERS = ("output_fence", "code_close")
 
-_CODE_BLOCK = re.compile(r"```python[ \t]*\n(.*?)```", re.DOTALL)
-_CODE_BLOCK_AT_END = re.compile(r"```python[ \t]*\n((?:(?!```).)*?)```\n?$", re.DOTALL)
-
-
 def code_stop_string(trigger: str) -> str:
     """The stop string after which a candidate's code may run: the output fence for models
     trained on TIR traces (they write it themselves), the closing fence for instruct models
@@ -42,20 +37,36 @@ def code_stop_string(trigger: str) -> str:
     return OUTPUT_FENCE if trigger == "output_fence" else CLOSE_FENCE + "\n"
 
 
-def code_to_run(text: str, trigger: str) -> str | None:
-    """The code a candidate asks to run, given its text ends on the trigger's stop string.
-    None for an output fence without a preceding code block, or (code_close) when the fence
-    just closed was not a python block."""
-    if trigger == "output_fence":
-        return last_code_block(text)
-    match = _CODE_BLOCK_AT_END.search(text)
-    return match.group(1) if match else None
+def _last_block(text: str) -> tuple[str, int] | None:
+    """(code, position of its closing fence) of the block opened by the last python fence.
+    The *last* opening fence, so that a model that opens a block twice ("```python\n```python\n
+    code```") runs the code it wrote, not the empty text between the two fences."""
+    start = text.rfind(CODE_FENCE)
+    if start < 0:
+        return None
+    line_end = text.find("\n", start)
+    if line_end < 0 or text[start + len(CODE_FENCE) : line_end].strip():
+        return None
+    close = text.find(CLOSE_FENCE, line_end + 1)
+    return None if close < 0 else (text[line_end + 1 : close], close)
 
 
 def last_code_block(text: str) -> str | None:
-    """The last complete ```python block in ``text`` (None if there is none)."""
-    blocks = _CODE_BLOCK.findall(text)
-    return blocks[-1] if blocks else None
+    """The code of the last complete python block in ``text`` (None if there is none)."""
+    block = _last_block(text)
+    return None if block is None else block[0]
+
+
+def code_to_run(text: str, trigger: str) -> str | None:
+    """The code a candidate asks to run, given its text ends on the trigger's stop string.
+    None for an output fence without a preceding code block, or (code_close) when the fence
+    just closed was not a python block's."""
+    block = _last_block(text)
+    if block is None:
+        return None
+    if trigger == "code_close" and text[block[1] :] not in (CLOSE_FENCE, CLOSE_FENCE + "\n"):
+        return None
+    return block[0]
 
 
 def truncate_output(output: str, max_chars: int) -> str:

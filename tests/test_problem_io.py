@@ -3,7 +3,7 @@
 import pytest
 
 from kit.problem_io import read_problems
-from kit.tir import last_code_block, output_block, truncate_output
+from kit.tir import code_to_run, last_code_block, output_block, truncate_output
 
 
 def test_jsonl_and_csv(tmp_path):
@@ -47,6 +47,14 @@ def test_last_code_block_takes_the_last_complete_block():
     text = "```python\na = 1\n```\n```output\n```\n```python\nb = 2\n```\n```output"
     assert last_code_block(text) == "b = 2\n"
     assert last_code_block("```python\nunclosed") is None
+    # A block opened twice: the code is what follows the last opening fence.
+    assert last_code_block("```python\n```python\nx = 1\n```\n```output") == "x = 1\n"
+
+
+def test_code_close_trigger_runs_only_a_python_block_that_just_closed():
+    assert code_to_run("```python\n```python\nx = 1\n```\n", "code_close") == "x = 1\n"
+    assert code_to_run("```python\nx = 1\n```\nthen\n```text\nhi\n```\n", "code_close") is None
+    assert code_to_run("```python\nx = 1\n```\n```output", "output_fence") == "x = 1\n"
 
 
 def test_truncation_keeps_head_and_tail_with_a_marker():
