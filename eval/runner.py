@@ -82,8 +82,9 @@ def prepare_run_dir(out: Path, identity: dict, resume: bool, force: bool) -> Non
         config_path.write_text(yaml.safe_dump({**identity, "packages": package_versions()}, sort_keys=False))
 
 
-def read_complete_lines(path: Path) -> list[dict]:
-    """The JSON lines of a file, dropping (and cutting off) a half-written last line."""
+def read_complete_lines(path: Path, repair: bool = False) -> list[dict]:
+    """The JSON lines of a file, without a half-written last line; with ``repair`` that line is
+    also cut off the file, so that appending resumes on a clean line (readers leave it alone)."""
     if not path.exists():
         return []
     records, good_bytes = [], 0
@@ -97,8 +98,9 @@ def read_complete_lines(path: Path) -> list[dict]:
                 records.pop()  # complete JSON but no newline: the write may have been cut short
                 break
             good_bytes += len(raw)
-    with path.open("r+b") as f:
-        f.truncate(good_bytes)
+    if repair:
+        with path.open("r+b") as f:
+            f.truncate(good_bytes)
     return records
 
 
@@ -137,9 +139,10 @@ def run_split(split: str, problems: list[EvalProblem], cfg: KitConfig, seeds: li
               force: bool = False) -> dict:
     """Solve every (seed, problem) not yet in ``out``, then write summary and report."""
     prepare_run_dir(out, run_identity(split, problems, seeds, cfg, model_path), resume, force)
-    problem_records = read_complete_lines(out / "problems.jsonl")
+    problem_records = read_complete_lines(out / "problems.jsonl", repair=True)
     done = {(r["seed"], r["problem_id"]) for r in problem_records}
-    # Candidates of a problem whose problem line never got written are dropped.
+    # Candidates of a problem whose problem line never got written are dropped (the file is
+    # rewritten, which also drops a half-written line).
     candidate_records = [c for c in read_complete_lines(out / "samples.jsonl") if (c["seed"], c["problem_id"]) in done]
     (out / "samples.jsonl").write_text("".join(json.dumps(c, ensure_ascii=False) + "\n" for c in candidate_records))
 

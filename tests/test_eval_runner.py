@@ -76,6 +76,11 @@ def test_compare_lists_per_problem_flips(tmp_path):
     right_everywhere = KitConfig(num_samples=1, max_code_rounds=1, early_stop=[], profile="integer")
     run_split("toy", PROBLEMS, right_everywhere, [0], tmp_path / "b", "scripted",
               lambda cfg: Solver(cfg, engine=AnswerBook()))
+    problems_a = tmp_path / "a" / "problems.jsonl"
+    with problems_a.open("a") as f:
+        f.write('{"seed": 0, "problem_id": "p9", "ans')  # a run being written right now
+    before = problems_a.read_text()
     text = compare_runs(tmp_path / "a", tmp_path / "b")
+    assert problems_a.read_text() == before  # comparing reads; it never edits a run
     assert "right in B only (3): p1, p3, p5" in text
     assert "right in A only (0)" in text
