@@ -11,7 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
-from kit.config import add_config_flags, config_overrides, load_config, resolve_config_path
+from kit.config import add_config_flags, config_overrides
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,22 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from eval.runner import run_split
-    from eval.splits import load_split
-    from kit.embedded_model import resolve_model_path
-    from kit.solver import Solver
+    from eval.runner import evaluate
 
-    problems, split_profile = load_split(args.split, args.limit)
-    overrides = config_overrides(args)
-    overrides["profile"] = overrides["profile"] or split_profile  # the split's answer rule unless asked
-    cfg = load_config(args.config, **overrides)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    if not seeds:
-        raise ValueError("--seeds: give at least one seed")
-    model_path = str(resolve_model_path(cfg.model))
-    split_name = Path(args.split).stem if Path(args.split).exists() else args.split.replace("/", "_")
-    out = Path(args.out or f"runs/eval/{split_name}-{resolve_config_path(args.config).stem}")
-    summary = run_split(args.split, problems, cfg, seeds, out, model_path, Solver, resume=args.resume, force=args.force)
+    summary, out = evaluate(args.split, args.config, limit=args.limit, seeds=seeds, out=args.out,
+                            overrides=config_overrides(args), resume=args.resume, force=args.force)
     print(f"accuracy {100 * summary['accuracy']:.1f}% over {summary['problems']} problem runs; report: {out / 'report.md'}")
     return 0
 

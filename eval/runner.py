@@ -30,7 +30,7 @@ from eval.grader import Grader
 from eval.metrics import summarize
 from eval.report import write_report
 from eval.splits import EvalProblem
-from kit.config import KitConfig
+from kit.config import KitConfig, load_config, resolve_config_path
 from kit.problem_io import candidate_record
 from kit.sctir import ProblemResult
 
@@ -172,3 +172,26 @@ def run_split(split: str, problems: list[EvalProblem], cfg: KitConfig, seeds: li
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     write_report(out, summary, problem_records)
     return summary
+
+
+def evaluate(split: str, config: str = "cpu-smol", *, limit: int | None = None, seeds: list[int] | None = None,
+             out: str | Path | None = None, overrides: dict | None = None, resume: bool = False,
+             force: bool = False) -> tuple[dict, Path]:
+    """Score the kit on a split (a name, a file or a hub id) with a kit config: what ``python -m
+    eval run`` and the validation notebook call. Returns the summary and the run directory."""
+    from eval.splits import load_split
+    from kit.embedded_model import resolve_model_path
+    from kit.solver import Solver
+
+    seeds = [0] if seeds is None else seeds
+    if not seeds:
+        raise ValueError("seeds: give at least one seed")
+    problems, split_profile = load_split(split, limit)
+    values = {k: v for k, v in (overrides or {}).items() if v is not None}
+    values.setdefault("profile", split_profile)  # the split's answer rule unless asked
+    cfg = load_config(config, **values)
+    model_path = str(resolve_model_path(cfg.model))
+    split_name = Path(split).stem if Path(split).exists() else split.replace("/", "_")
+    out = Path(out or f"runs/eval/{split_name}-{resolve_config_path(config).stem}")
+    summary = run_split(split, problems, cfg, seeds, out, model_path, Solver, resume=resume, force=force)
+    return summary, out

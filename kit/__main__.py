@@ -1,8 +1,9 @@
-"""Command line: ``python -m kit {solve,prepare-model}``.
+"""Command line: ``python -m kit {solve,prepare-model,bundle}``.
 
     python -m kit prepare-model
     python -m kit solve --problem "What is 2+3?" --config cpu-smol
     python -m kit solve --input problems.jsonl --output answers.csv --traces traces.jsonl
+    python -m kit bundle --profile aimo3 --model /path/to/model --out dist/ [--push]
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 import time
 from contextlib import nullcontext
 
+from kit.competitions import COMPETITIONS
 from kit.config import add_config_flags, config_overrides, load_config
 
 
@@ -33,6 +35,20 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--limit", type=int, help="Solve only the first K problems of --input.")
     solve.add_argument("--config", default="cpu-smol", help="YAML config: a path or a name in kit/configs.")
     add_config_flags(solve)
+
+    bundle = commands.add_parser("bundle", help="Write the Kaggle datasets (wheels, model, kit) and the submission "
+                                 "notebook's metadata; upload them with --push.")
+    bundle.add_argument("--profile", default="aimo3", help=f"Competition: {', '.join(sorted(COMPETITIONS))}.")
+    bundle.add_argument("--model", default="", help="Model folder (config.json, weights). Default: the embedded one.")
+    bundle.add_argument("--out", default="dist", help="Folder to write the bundle into.")
+    bundle.add_argument("--owner", help="Kaggle username in the dataset ids (default: KAGGLE_USERNAME, kaggle.json).")
+    bundle.add_argument("--push", action="store_true", help="Upload with the kaggle CLI (pip install kaggle six).")
+    bundle.add_argument("--no-wheels", dest="wheels", action="store_false", help="Skip downloading the wheelhouse.")
+    bundle.add_argument("--python-version", default="3.11", help="Kaggle image's Python, for the wheels.")
+    bundle.add_argument("--glibc", default="2.35", help="Kaggle image's glibc: wheels up to manylinux_2_<this>.")
+    bundle.add_argument("--requirements", help="Requirements for the wheelhouse (default: kit/requirements-gpu.txt).")
+    bundle.add_argument("--pip-arg", dest="pip_args", action="append", default=[], metavar="ARG",
+                        help="Extra argument for pip download, repeatable: --pip-arg=--no-index.")
     return parser
 
 
@@ -82,11 +98,20 @@ def solve(args: argparse.Namespace) -> int:
     return 0
 
 
+def bundle(args: argparse.Namespace) -> int:
+    from kit.bundle import build_bundle
+
+    build_bundle(profile=args.profile, model=args.model, out=args.out, owner=args.owner, push=args.push,
+                 wheels=args.wheels, python_version=args.python_version, glibc=args.glibc,
+                 requirements=args.requirements, pip_args=args.pip_args)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     try:
-        return {"prepare-model": prepare_model, "solve": solve}[args.command](args)
+        return {"prepare-model": prepare_model, "solve": solve, "bundle": bundle}[args.command](args)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -175,7 +175,8 @@ class ExecutorPool:
             # Started from the loop's thread: the template's PR_SET_PDEATHSIG follows this thread.
             self._template = subprocess.Popen(command, pass_fds=[template_end.fileno()], cwd=REPO_ROOT,
                                               env=template_env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-        reply, _fds = await asyncio.wait_for(self._control_recv(), TEMPLATE_START_TIMEOUT_S)
+        async with asyncio.timeout(TEMPLATE_START_TIMEOUT_S):
+            reply, _fds = await self._control_recv()
         if reply != {"ready": True}:
             raise RuntimeError(f"the sandbox template failed to start: {reply}")
 
@@ -255,7 +256,8 @@ class ExecutorPool:
         self._workers.add(worker)
         try:
             worker.reader, worker.writer = await asyncio.open_unix_connection(sock=socket.socket(fileno=fds[0]))
-            hello = await asyncio.wait_for(worker.read_message(), SESSION_START_TIMEOUT_S)
+            async with asyncio.timeout(SESSION_START_TIMEOUT_S):
+                hello = await worker.read_message()
             if hello != {"ready": True}:
                 raise RuntimeError(f"the sandbox session failed to start: {hello}")
         except BaseException:
@@ -315,7 +317,11 @@ class Session:
             async with self._pool._cell_slots:
                 started = time.monotonic()
                 try:
-                    output, error = await asyncio.wait_for(worker.execute(code), timeout_s)
+                    # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a
+                    # cancellation that arrives as the cell finishes, and the cancelled
+                    # candidate would go on generating past its problem's deadline.
+                    async with asyncio.timeout(timeout_s):
+                        output, error = await worker.execute(code)
                     return CellResult(output, error, False, False, time.monotonic() - started)
                 except TimeoutError:
                     timed_out = True

@@ -124,6 +124,7 @@ class ProblemRun:
         self.started = time.monotonic()
         self.deadline = self.started + time_limit_s
         self.barrier = PhaseBarrier(cfg.num_samples) if cfg.mode == "lockstep" else None
+        self.stopping = False  # set when the problem ends: candidates must not start another step
 
     def remaining_s(self) -> float:
         return self.deadline - time.monotonic()
@@ -151,6 +152,8 @@ class ProblemRun:
         stop_string = code_stop_string(cfg.code_trigger)
         try:
             for step_no in itertools.count():
+                if self.stopping:  # a cancellation lost inside a library call must not keep us going
+                    raise asyncio.CancelledError
                 budget = min(cfg.max_new_tokens, cfg.max_model_len - len(self.prompt_ids) - len(c.token_ids))
                 if budget <= 0:
                     return self._end(c, "context_full")
@@ -226,6 +229,7 @@ class ProblemRun:
             if rule is not None:
                 stop_reason = f"early_stop:{rule}"
                 break
+        self.stopping = True
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)

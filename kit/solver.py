@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 
 from kit.answers import get_profile
@@ -21,6 +22,9 @@ from kit.voting import VoteResult, parse_rules
 log = logging.getLogger(__name__)
 
 MAX_PROBLEM_CHARS = 100_000
+# How long past its deadline a problem may run before solve gives up on it and answers the
+# fallback (the deadline normally ends it within a second or two).
+SOLVE_GRACE_S = 30.0
 
 
 class Solver:
@@ -30,23 +34,50 @@ class Solver:
         self.cfg = cfg
         self.profile = get_profile(cfg.profile)
         self.rules = parse_rules(cfg.early_stop)
-        # vLLM's AsyncLLM binds to the loop it first runs in, so every problem runs on
-        # this one loop rather than a fresh asyncio.run each time.
+        # One event loop, on a thread of its own, runs every problem: vLLM's AsyncLLM binds
+        # to the loop it first runs in, and a caller's thread may already run a loop of its
+        # own (a notebook's main thread) or change from call to call (gRPC workers).
         self._loop = asyncio.new_event_loop()
+        self._closing = False
+        self._loop_thread = threading.Thread(target=self._serve_loop, name="kit-solver-loop", daemon=True)
+        self._loop_thread.start()
         self.pool = ExecutorPool(
             max_concurrent_cells=cfg.executor_workers(),
             cell_timeout_s=cfg.cell_timeout_s,
             memory_mb=cfg.cell_memory_mb,
             max_processes=cfg.cell_max_processes,
         )
-        # The template imports sympy while the engine loads.
-        self._loop.run_until_complete(self.pool.start())
-        if engine is None:
-            from kit.embedded_model import resolve_model_path
-            from kit.engine import VllmEngine
+        try:
+            # The template imports sympy while the engine loads.
+            self._run(self.pool.start())
+            self.engine = engine if engine is not None else self._run(self._start_vllm())
+        except BaseException:
+            self._stop_loop()
+            raise
 
-            engine = VllmEngine(cfg, str(resolve_model_path(cfg.model)))
-        self.engine = engine
+    async def _start_vllm(self) -> Engine:
+        # Built on the loop's thread, so the engine's background tasks live on that loop.
+        from kit.embedded_model import resolve_model_path
+        from kit.engine import VllmEngine
+
+        return VllmEngine(self.cfg, str(resolve_model_path(self.cfg.model)))
+
+    def _serve_loop(self) -> None:
+        while not self._closing:
+            try:
+                self._loop.run_forever()
+            except BaseException:  # a KeyboardInterrupt raised inside a task: its caller got it
+                continue
+
+    def _run(self, coro, timeout_s: float | None = None):
+        """Run ``coro`` on the solver's loop and wait for it; an interrupted or timed-out wait
+        cancels it."""
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result(timeout_s)
+        except BaseException:
+            future.cancel()
+            raise
 
     def solve(self, problem: object, problem_id: str = "", time_limit_s: float | None = None) -> ProblemResult:
         """Solve one problem within ``time_limit_s`` (default: the config's per-problem limit)."""
@@ -55,8 +86,11 @@ class Solver:
         try:
             prompt_ids = self._prompt_ids(problem)
             run = ProblemRun(problem_id, prompt_ids, self.cfg, self.profile, self.engine, self.pool, self.rules, limit)
-            return self._loop.run_until_complete(run.solve())
+            # The problem's own deadline ends it; this wait is the net under that.
+            return self._run(run.solve(), timeout_s=limit + SOLVE_GRACE_S)
         except Exception as exc:  # the serving loop answers whatever happens
+            if isinstance(exc, TimeoutError):
+                exc = TimeoutError(f"no result {SOLVE_GRACE_S:.0f} s after the deadline")
             log.error("problem %r: %s; answering the fallback %r", problem_id, exc, self.profile.fallback)
             return ProblemResult(problem_id, self.profile.fallback, VoteResult(None, {}), [],
                                  time.monotonic() - started, limit, f"error: {exc}", used_fallback=True)
@@ -76,19 +110,29 @@ class Solver:
     def close(self) -> None:
         # Tasks left by a problem that was interrupted (KeyboardInterrupt) go first, then the
         # engine's background tasks, which must see their cancellation before the loop closes.
-        self._cancel_leftover_tasks()
-        self._loop.run_until_complete(self.pool.close())
-        self.engine.shutdown()
-        self._cancel_leftover_tasks()
-        self._loop.run_until_complete(self._loop.shutdown_asyncgens())
-        self._loop.close()
+        try:
+            self._run(self._cancel_leftover_tasks())
+            self._run(self.pool.close())
+            self._run(self._shutdown_engine())
+            self._run(self._cancel_leftover_tasks())
+            self._run(self._loop.shutdown_asyncgens())
+        finally:
+            self._stop_loop()
 
-    def _cancel_leftover_tasks(self) -> None:
-        leftover = asyncio.all_tasks(self._loop)
+    async def _shutdown_engine(self) -> None:
+        self.engine.shutdown()
+
+    async def _cancel_leftover_tasks(self) -> None:
+        leftover = asyncio.all_tasks() - {asyncio.current_task()}
         for task in leftover:
             task.cancel()
-        if leftover:
-            self._loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
+        await asyncio.gather(*leftover, return_exceptions=True)
+
+    def _stop_loop(self) -> None:
+        self._closing = True
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._loop_thread.join()
+        self._loop.close()
 
     def __enter__(self) -> Solver:
         return self

@@ -192,3 +192,13 @@ def test_solver_answers_bad_input_with_the_fallback(scripted_solver, bad, caplog
 
 def test_solver_solves_many_problems_on_one_loop(scripted_solver):
     assert [scripted_solver.solve(f"problem {i}", str(i)).answer for i in range(3)] == ["3", "3", "3"]
+
+
+def test_solver_serves_a_caller_whose_thread_runs_its_own_event_loop():
+    # A notebook's main thread runs IPython's loop; predict and the eval runner call from there.
+    async def caller():
+        with Solver(KitConfig(num_samples=2, max_code_rounds=0, early_stop=[]),
+                    engine=ScriptedEngine(lambda c, s: "\\boxed{5}")) as solver:
+            return solver.solve("What is 2 + 3?", "p").answer
+
+    assert asyncio.run(caller()) == "5"

@@ -1,0 +1,189 @@
+"""The competition serving path: predict's contract, fallbacks and the time bank, with a
+scripted (slowed-down) engine and the real executor pool. The real engine runs it in
+test_notebooks.py."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import polars as pl
+import pytest
+
+from kit.competitions import get_competition
+from kit.config import KitConfig
+from kit.local_gateway import run_local_gateway
+from kit.solver import Solver
+from kit.submission import Submission, serve
+from scripted_engine import ScriptedEngine, code_step
+
+
+def slow_engine(seconds_per_step: float) -> ScriptedEngine:
+    """Never answers: every step writes code, slowly, until the deadline."""
+    return ScriptedEngine(lambda c, s: code_step("x = 1"), delay_s=seconds_per_step)
+
+
+def quick_engine() -> ScriptedEngine:
+    """Problems whose text contains 'easy' are answered at once; the others never are."""
+
+    class Engine(ScriptedEngine):
+        def prompt_ids(self, problem):
+            self.easy = "easy" in problem
+            return super().prompt_ids(problem)
+
+    engine = Engine(lambda c, s: "\\boxed{7}" if engine.easy else code_step("x = 1"),
+                    delay_s=lambda c, s: 0.0 if engine.easy else 0.2)
+    return engine
+
+
+def make_submission(engine_factory, tmp_path=None, **kw) -> Submission:
+    cfg = KitConfig(num_samples=4, max_code_rounds=100, profile="aimo3", early_stop=["decided"], cell_timeout_s=1)
+    defaults = {"time_limit_s": 60.0, "num_problems": 5, "safety_margin_s": 0.5}
+    return Submission(get_competition("aimo3"), cfg, solver_factory=lambda c: Solver(c, engine=engine_factory()),
+                      log_path=tmp_path / "bank.jsonl" if tmp_path else None, **defaults | kw)
+
+
+def test_predict_returns_one_row_with_the_id_it_was_given():
+    sub = make_submission(quick_engine)
+    try:
+        frame = sub.predict(pl.Series("id", ["abc"]), pl.Series("problem", ["an easy one"]))
+    finally:
+        sub.close()
+    assert frame.columns == ["id", "answer"]
+    assert frame.rows() == [("abc", 7)]
+
+
+def test_predict_is_a_function_named_predict():
+    assert make_submission(quick_engine).predict_function().__name__ == "predict"
+
+
+@pytest.mark.parametrize("problem", ["", " \n", 12345, None, "x" * 200_000])
+def test_bad_problems_get_the_fallback_answer_and_a_log_line(problem, caplog):
+    sub = make_submission(quick_engine)
+    try:
+        frame = sub.predict(pl.Series("id", ["bad"]), pl.Series("problem", [problem]))
+    finally:
+        sub.close()
+    assert frame.rows() == [("bad", 0)]
+    assert "fallback" in caplog.text
+
+
+def test_a_model_that_fails_to_load_answers_every_problem_with_the_fallback(caplog):
+    def broken(cfg):
+        raise FileNotFoundError("no model folder at /kaggle/input/missing")
+
+    sub = Submission(get_competition("aimo2"), KitConfig(profile="aimo2"), solver_factory=broken,
+                     time_limit_s=60, num_problems=2, safety_margin_s=1)
+    answers = [sub.predict(pl.Series("id", [i]), pl.Series("problem", ["1+1?"])).item(0, "answer") for i in "ab"]
+    assert answers == [0, 0]
+    assert "/kaggle/input/missing" in caplog.text
+
+
+def test_an_exception_inside_solve_is_answered_with_the_fallback(caplog):
+    class Exploding:
+        def solve(self, *args, **kwargs):
+            raise RuntimeError("engine died")
+
+        def close(self):
+            pass
+
+    sub = Submission(get_competition("aimo3"), KitConfig(), solver_factory=lambda c: Exploding(),
+                     time_limit_s=60, num_problems=2, safety_margin_s=1)
+    assert sub.answer("p1", "What is 1+1?") == 0
+    assert "engine died" in caplog.text
+
+
+def test_a_slowed_engine_never_makes_the_run_exceed_its_limit(tmp_path):
+    limit, problems = 10.0, 16
+    started = time.monotonic()
+    sub = make_submission(lambda: slow_engine(0.05), tmp_path, time_limit_s=limit, num_problems=problems,
+                          safety_margin_s=0.5, started_at=started)
+    try:
+        answers = [sub.answer(f"p{i}", f"hard problem {i}") for i in range(problems)]
+    finally:
+        sub.close()
+        elapsed = time.monotonic() - started
+    assert answers == [0] * problems
+    log = [json.loads(line) for line in (tmp_path / "bank.jsonl").read_text().splitlines()]
+    assert elapsed <= limit, f"the run took {elapsed:.2f} s of a {limit} s limit: {log}"
+    assert [r["id"] for r in log] == [f"p{i}" for i in range(problems)]
+    assert all(r["used_s"] <= r["allowance_s"] + 0.5 for r in log[1:])  # the first one also loads the model
+
+
+def test_time_saved_on_easy_problems_goes_to_the_hard_ones(tmp_path):
+    sub = make_submission(quick_engine, tmp_path, time_limit_s=8.0, num_problems=4, safety_margin_s=0.5)
+    try:
+        for i, text in enumerate(["easy", "easy", "hard", "hard"]):
+            sub.answer(f"p{i}", f"an {text} problem")
+    finally:
+        sub.close()
+    log = [json.loads(line) for line in (tmp_path / "bank.jsonl").read_text().splitlines()]
+    base = sub.bank.base_s
+    assert log[1]["answer"] == 7 and log[1]["used_s"] < base / 2  # early stop freed time (log[0] also loaded the model)
+    assert log[2]["allowance_s"] > base * 1.5  # and the hard problem drew it from the bank
+
+
+def test_served_through_the_local_gateway_in_shuffled_order(tmp_path):
+    csv = tmp_path / "test.csv"
+    pl.DataFrame({"id": [f"id{i}" for i in range(6)], "problem": [f"easy problem {i}" for i in range(6)]}).write_csv(csv)
+    sub = make_submission(quick_engine, num_problems=6)
+    try:
+        run = run_local_gateway(sub.predict_function(), str(csv), sub.competition, seed=3,
+                                out_path=str(tmp_path / "submission.parquet"))
+    finally:
+        sub.close()
+    assert sorted(run.order) == [f"id{i}" for i in range(6)]
+    assert run.order != [f"id{i}" for i in range(6)]
+    assert pl.read_parquet(tmp_path / "submission.parquet")["answer"].to_list() == [7] * 6
+
+
+def test_aimo1_is_served_through_its_iter_test_loop(tmp_path):
+    csv = tmp_path / "test.csv"
+    pl.DataFrame({"id": ["x", "y"], "problem": ["easy one", "easy two"]}).write_csv(csv)
+    cfg = KitConfig(num_samples=2, max_code_rounds=1, profile="aimo1", early_stop=["decided"])
+    sub = Submission(get_competition("aimo1"), cfg, solver_factory=lambda c: Solver(c, engine=quick_engine()),
+                     time_limit_s=60, num_problems=2)
+    try:
+        env = serve(sub, str(csv), out_path=str(tmp_path / "submission.parquet"))
+    finally:
+        sub.close()
+    assert sorted(env.run.order) == ["x", "y"]
+    assert env.run.submission["answer"].to_list() == [7, 7]
+
+
+FAKE_SERVER = '''
+import os
+calls = []
+
+class AIMO3InferenceServer:
+    def __init__(self, predict):
+        self.predict = predict
+
+    def serve(self):
+        calls.append(("serve", self.predict.__name__))
+
+    def run_local_gateway(self, data_paths):
+        calls.append(("run_local_gateway", self.predict.__name__, data_paths))
+'''
+
+
+@pytest.mark.parametrize("rerun", [True, False])
+def test_kaggles_own_server_is_used_when_mounted(tmp_path, monkeypatch, rerun):
+    package = tmp_path / "kaggle_evaluation"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "aimo_3_inference_server.py").write_text(FAKE_SERVER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    if rerun:
+        monkeypatch.setenv("KAGGLE_IS_COMPETITION_RERUN", "1")
+    else:
+        monkeypatch.delenv("KAGGLE_IS_COMPETITION_RERUN", raising=False)
+    try:
+        server = serve(make_submission(quick_engine), "test.csv")
+        calls = sys.modules["kaggle_evaluation.aimo_3_inference_server"].calls
+    finally:
+        for name in ("kaggle_evaluation.aimo_3_inference_server", "kaggle_evaluation"):
+            sys.modules.pop(name, None)
+    expected = ("serve", "predict") if rerun else ("run_local_gateway", "predict", ("test.csv",))
+    assert calls == [expected] and server.predict.__name__ == "predict"
