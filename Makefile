@@ -50,9 +50,13 @@ train-smoke: setup
 		--input eval/data/gsm8k_test.jsonl --limit 2 \
 		--num-samples 4 --max-new-tokens 64 --output $(SMOKE)/answers.csv
 
-bench: $(INSTALLED)
-	$(PY) -m eval.benchmarks.executor
-	$(PY) -m eval.benchmarks.grader
+bench: setup
+	mkdir -p runs/bench
+	$(PY) -m eval.benchmarks.executor --json runs/bench/executor.json
+	$(PY) -m eval.benchmarks.grader --json runs/bench/grader.json
+	$(PY) -m eval.benchmarks.throughput --config cpu-smol --problems 3 --rounds 2 --max-new-tokens 128 \
+		--json runs/bench/throughput.json
+	$(PY) -m eval.benchmarks.summary runs/bench
 
 clean:
 	rm -rf $(VENV) runs

@@ -29,13 +29,16 @@ class KitConfig:
     model: str = field(default="", metadata={"help": "Model folder (Hugging Face format). Empty: the embedded SmolLM2-135M-Instruct, prepared by `python -m kit prepare-model`."})
     dtype: str = field(default="auto", metadata={"help": "Weights/activations dtype for vLLM: auto, bfloat16, float16 (T4 has no bf16)."})
     quantization: str = field(default="", metadata={"help": "vLLM quantization method (e.g. gptq); empty: read from the model folder."})
-    tensor_parallel_size: int = field(default=1, metadata={"help": "GPUs per model replica."})
+    tensor_parallel_size: int = field(default=1, metadata={"help": "GPUs per model replica; 0: every visible GPU (1 on CPU)."})
     gpu_memory_utilization: float = field(default=0.9, metadata={"help": "Share of device memory vLLM may take (about 0.3 on CPU, where it is a share of the NUMA node)."})
     max_model_len: int = field(default=4096, metadata={"help": "Context length: prompt + all generated tokens + tool outputs of one candidate."})
     max_num_seqs: int = field(default=256, metadata={"help": "Most sequences the engine batches at once."})
     enable_prefix_caching: bool = field(default=True, metadata={"help": "Share KV cache of the common prompt and earlier rounds across candidates."})
     enforce_eager: bool = field(default=False, metadata={"help": "Skip torch.compile/CUDA graphs: faster start, slower steps (true on CPU)."})
     seed: int = field(default=0, metadata={"help": "Engine-wide sampling seed (per-request seeds crash vLLM's CPU worker)."})
+    data_parallel_size: int = field(default=1, metadata={"help": "Model replicas (vLLM's data-parallel mode; requests are spread over them): for sampling KTO or rejection-sampling data at scale."})
+    load_format: str = field(default="auto", metadata={"help": "vLLM load format; 'dummy' gives random weights from config.json, to time the engine on a real architecture without its weights."})
+    ignore_eos: bool = field(default=False, metadata={"help": "Benchmarks only: generation never stops at EOS, so every step runs to max_new_tokens (fixed lengths)."})
     # --- SC-TIR ---------------------------------------------------------------------
     profile: str = field(default="aimo3", metadata={"help": f"Answer rule: one of {sorted(PROFILES)}."})
     num_samples: int = field(default=48, metadata={"help": "Candidates per problem (N)."})
@@ -67,9 +70,11 @@ class KitConfig:
         if isinstance(self.early_stop, str):
             self.early_stop = [s for s in self.early_stop.split(",") if s.strip()]
         parse_rules(self.early_stop)  # fail now, naming the bad rule
-        for name in ("num_samples", "max_new_tokens", "max_model_len", "output_max_chars"):
+        for name in ("num_samples", "max_new_tokens", "max_model_len", "output_max_chars", "data_parallel_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be at least 1, got {getattr(self, name)}")
+        if self.tensor_parallel_size < 0:
+            raise ValueError(f"tensor_parallel_size: must be >= 0 (0: all GPUs), got {self.tensor_parallel_size}")
         if self.max_code_rounds < 0:
             raise ValueError(f"max_code_rounds: must be >= 0, got {self.max_code_rounds}")
         if "{problem}" not in self.prompt_template:

@@ -37,6 +37,28 @@ class Engine(Protocol):
     def shutdown(self) -> None: ...
 
 
+def engine_args(cfg: KitConfig, model_path: str):
+    """vLLM's ``AsyncEngineArgs`` for a config (checked by vLLM only when the engine starts)."""
+    import torch
+    from vllm import AsyncEngineArgs
+
+    return AsyncEngineArgs(
+        model=model_path,
+        dtype=cfg.dtype,
+        quantization=cfg.quantization or None,
+        load_format=cfg.load_format,
+        tensor_parallel_size=cfg.tensor_parallel_size or max(1, torch.cuda.device_count()),
+        data_parallel_size=cfg.data_parallel_size,
+        gpu_memory_utilization=cfg.gpu_memory_utilization,
+        max_model_len=cfg.max_model_len,
+        max_num_seqs=cfg.max_num_seqs,
+        enable_prefix_caching=cfg.enable_prefix_caching,
+        enforce_eager=cfg.enforce_eager,
+        seed=cfg.seed,
+        disable_log_stats=True,
+    )
+
+
 class VllmEngine:
     """vLLM's AsyncLLM with the kit's sampling settings. Requests are token-id prompts, so
     what the model generated is kept token for token across code rounds."""
@@ -44,7 +66,7 @@ class VllmEngine:
     def __init__(self, cfg: KitConfig, model_path: str):
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
         from transformers import AutoTokenizer
-        from vllm import AsyncEngineArgs, SamplingParams
+        from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
         from vllm.sampling_params import RequestOutputKind
         from vllm.v1.engine.async_llm import AsyncLLM
@@ -54,20 +76,7 @@ class VllmEngine:
         self._sampling_params = SamplingParams
         self._final_only = RequestOutputKind.FINAL_ONLY
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
-        args = AsyncEngineArgs(
-            model=model_path,
-            dtype=cfg.dtype,
-            quantization=cfg.quantization or None,
-            tensor_parallel_size=cfg.tensor_parallel_size,
-            gpu_memory_utilization=cfg.gpu_memory_utilization,
-            max_model_len=cfg.max_model_len,
-            max_num_seqs=cfg.max_num_seqs,
-            enable_prefix_caching=cfg.enable_prefix_caching,
-            enforce_eager=cfg.enforce_eager,
-            seed=cfg.seed,
-            disable_log_stats=True,
-        )
-        self.engine = AsyncLLM.from_engine_args(args)
+        self.engine = AsyncLLM.from_engine_args(engine_args(cfg, model_path))
 
     def _params(self, max_tokens: int):
         return self._sampling_params(
@@ -76,8 +85,19 @@ class VllmEngine:
             max_tokens=max_tokens,
             stop=[code_stop_string(self.cfg.code_trigger)],
             include_stop_str_in_output=True,  # the trace keeps the fence the model wrote
+            ignore_eos=self.cfg.ignore_eos,
             output_kind=self._final_only,
         )
+
+    async def generate_fixed(self, token_ids: list[int], num_tokens: int, request_id: str) -> int:
+        """The raw engine: exactly ``num_tokens`` tokens with the kit's sampling, no stop string
+        and no EOS (the throughput benchmark's baseline). Returns the tokens generated."""
+        params = self._sampling_params(temperature=self.cfg.temperature, top_p=self.cfg.top_p, max_tokens=num_tokens,
+                                       min_tokens=num_tokens, ignore_eos=True, output_kind=self._final_only)
+        final = None
+        async for output in self.engine.generate(self._tokens_prompt(prompt_token_ids=token_ids), params, request_id):
+            final = output
+        return len(final.outputs[0].token_ids)
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False)

@@ -49,8 +49,8 @@ class Solver:
         )
         try:
             # The template imports sympy while the engine loads.
-            self._run(self.pool.start())
-            self.engine = engine if engine is not None else self._run(self._start_vllm())
+            self.run_coroutine(self.pool.start())
+            self.engine = engine if engine is not None else self.run_coroutine(self._start_vllm())
         except BaseException:
             self._stop_loop()
             raise
@@ -69,9 +69,9 @@ class Solver:
             except BaseException:  # a KeyboardInterrupt raised inside a task: its caller got it
                 continue
 
-    def _run(self, coro, timeout_s: float | None = None):
-        """Run ``coro`` on the solver's loop and wait for it; an interrupted or timed-out wait
-        cancels it."""
+    def run_coroutine(self, coro, timeout_s: float | None = None):
+        """Run ``coro`` on the solver's loop (where the engine lives) and wait for it; an
+        interrupted or timed-out wait cancels it."""
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)
         try:
             return future.result(timeout_s)
@@ -81,19 +81,47 @@ class Solver:
 
     def solve(self, problem: object, problem_id: str = "", time_limit_s: float | None = None) -> ProblemResult:
         """Solve one problem within ``time_limit_s`` (default: the config's per-problem limit)."""
-        limit = self.cfg.problem_time_s if time_limit_s is None else time_limit_s
         started = time.monotonic()
         try:
-            prompt_ids = self._prompt_ids(problem)
-            run = ProblemRun(problem_id, prompt_ids, self.cfg, self.profile, self.engine, self.pool, self.rules, limit)
-            # The problem's own deadline ends it; this wait is the net under that.
-            return self._run(run.solve(), timeout_s=limit + SOLVE_GRACE_S)
-        except Exception as exc:  # the serving loop answers whatever happens
-            if isinstance(exc, TimeoutError):
-                exc = TimeoutError(f"no result {SOLVE_GRACE_S:.0f} s after the deadline")
-            log.error("problem %r: %s; answering the fallback %r", problem_id, exc, self.profile.fallback)
-            return ProblemResult(problem_id, self.profile.fallback, VoteResult(None, {}), [],
-                                 time.monotonic() - started, limit, f"error: {exc}", used_fallback=True)
+            return self.solve_many([(problem_id, problem)], time_limit_s=time_limit_s)[0]
+        except TimeoutError as exc:  # the loop itself stalled: still answer
+            limit = self.cfg.problem_time_s if time_limit_s is None else time_limit_s
+            return self._fallback(problem_id, started, limit, exc)
+
+    def solve_many(self, problems: list[tuple[str, object]], in_flight: int = 1,
+                   time_limit_s: float | None = None) -> list[ProblemResult]:
+        """Solve ``(problem_id, problem)`` pairs, up to ``in_flight`` at once (each with its own
+        deadline), in order. Several problems at once keep a large batch, or several
+        data-parallel replicas, busy when sampling training data; a competition solves one."""
+        limit = self.cfg.problem_time_s if time_limit_s is None else time_limit_s
+        slots = asyncio.Semaphore(max(1, in_flight))
+
+        async def one(problem_id: str, problem: object) -> ProblemResult:
+            async with slots:
+                started = time.monotonic()
+                try:
+                    prompt_ids = self._prompt_ids(problem)
+                    run = ProblemRun(problem_id, prompt_ids, self.cfg, self.profile, self.engine, self.pool,
+                                     self.rules, limit)
+                    # The problem's own deadline ends it; this timeout is the net under that.
+                    async with asyncio.timeout(limit + SOLVE_GRACE_S):
+                        return await run.solve()
+                except Exception as exc:  # the serving loop answers whatever happens
+                    return self._fallback(problem_id, started, limit, exc)
+
+        async def all_problems() -> list[ProblemResult]:
+            return list(await asyncio.gather(*(one(pid, problem) for pid, problem in problems)))
+
+        # Waiting from this thread too covers a loop that stalls (the timeouts above need it).
+        rounds = -(-len(problems) // max(1, in_flight))
+        return self.run_coroutine(all_problems(), timeout_s=rounds * (limit + SOLVE_GRACE_S) + SOLVE_GRACE_S)
+
+    def _fallback(self, problem_id: str, started: float, limit: float, exc: Exception) -> ProblemResult:
+        if isinstance(exc, TimeoutError):
+            exc = TimeoutError(f"no result {SOLVE_GRACE_S:.0f} s after the deadline")
+        log.error("problem %r: %s; answering the fallback %r", problem_id, exc, self.profile.fallback)
+        return ProblemResult(problem_id, self.profile.fallback, VoteResult(None, {}), [],
+                             time.monotonic() - started, limit, f"error: {exc}", used_fallback=True)
 
     def _prompt_ids(self, problem: object) -> list[int]:
         if not isinstance(problem, str):
@@ -111,11 +139,11 @@ class Solver:
         # Tasks left by a problem that was interrupted (KeyboardInterrupt) go first, then the
         # engine's background tasks, which must see their cancellation before the loop closes.
         try:
-            self._run(self._cancel_leftover_tasks())
-            self._run(self.pool.close())
-            self._run(self._shutdown_engine())
-            self._run(self._cancel_leftover_tasks())
-            self._run(self._loop.shutdown_asyncgens())
+            self.run_coroutine(self._cancel_leftover_tasks())
+            self.run_coroutine(self.pool.close())
+            self.run_coroutine(self._shutdown_engine())
+            self.run_coroutine(self._cancel_leftover_tasks())
+            self.run_coroutine(self._loop.shutdown_asyncgens())
         finally:
             self._stop_loop()
 

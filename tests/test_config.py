@@ -39,3 +39,31 @@ def test_bad_values_are_refused_by_name(fields, name):
 
 def test_early_stop_accepts_a_comma_separated_flag():
     assert KitConfig(early_stop="4/4,last:4/5").early_stop == ["4/4", "last:4/5"]
+
+
+def test_engine_args_carry_the_scale_out_and_timing_settings():
+    from kit.engine import engine_args
+
+    cfg = KitConfig(data_parallel_size=1, load_format="dummy", tensor_parallel_size=1, max_num_seqs=64)
+    args = engine_args(cfg, "/models/some-7b")
+    assert (args.data_parallel_size, args.load_format, args.max_num_seqs) == (1, "dummy", 64)
+    assert args.enable_prefix_caching and args.model == "/models/some-7b"
+
+
+def test_data_parallel_size_below_one_is_refused():
+    with pytest.raises(ValueError, match="data_parallel_size"):
+        KitConfig(data_parallel_size=0)
+
+
+def test_the_8gpu_sampling_config_is_data_parallel_without_early_stop():
+    cfg = load_config("sampling-8gpu")
+    assert (cfg.data_parallel_size, cfg.tensor_parallel_size, cfg.early_stop) == (8, 1, [])
+
+
+def test_tensor_parallel_size_zero_takes_every_visible_gpu():
+    import torch
+
+    from kit.engine import engine_args
+
+    assert engine_args(KitConfig(tensor_parallel_size=0), "m").tensor_parallel_size == max(1, torch.cuda.device_count())
+    assert load_config("aimo2-l4x4").tensor_parallel_size == 0

@@ -202,3 +202,41 @@ def test_solver_serves_a_caller_whose_thread_runs_its_own_event_loop():
             return solver.solve("What is 2 + 3?", "p").answer
 
     assert asyncio.run(caller()) == "5"
+
+
+def test_solve_many_runs_problems_at_once_and_keeps_their_order():
+    class Counting(ScriptedEngine):
+        in_flight = most_in_flight = 0
+
+        async def generate(self, token_ids, max_tokens, request_id):
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+            try:
+                return await super().generate(token_ids, max_tokens, request_id)
+            finally:
+                self.in_flight -= 1
+
+    engine = Counting(lambda c, s: "\\boxed{3}", delay_s=0.2)
+    with Solver(KitConfig(num_samples=2, max_code_rounds=0, early_stop=[]), engine=engine) as solver:
+        results = solver.solve_many([(f"p{i}", f"problem {i}") for i in range(6)], in_flight=3)
+    assert [r.problem_id for r in results] == [f"p{i}" for i in range(6)]
+    assert [r.answer for r in results] == ["3"] * 6
+    assert engine.most_in_flight == 3 * 2  # three problems' two candidates each, never more
+
+
+def test_a_stalled_event_loop_still_gets_the_problem_answered(monkeypatch, caplog):
+    import kit.solver
+
+    class Blocking(ScriptedEngine):
+        async def generate(self, token_ids, max_tokens, request_id):
+            time.sleep(1.5)  # hostile: blocks the loop, so no deadline inside it can fire
+            return await super().generate(token_ids, max_tokens, request_id)
+
+    monkeypatch.setattr(kit.solver, "SOLVE_GRACE_S", 0.2)
+    with Solver(KitConfig(num_samples=1, max_code_rounds=0, early_stop=[]),
+                engine=Blocking(lambda c, s: "\\boxed{3}")) as solver:
+        started = time.monotonic()
+        result = solver.solve("What is 1 + 2?", "p", time_limit_s=0.2)
+        waited = time.monotonic() - started
+    assert result.used_fallback and "after the deadline" in result.stop_reason
+    assert waited < 1.2

@@ -31,3 +31,12 @@ def test_reference_solutions_become_desirable_rows():
     problems = [EvalProblem(r["id"], r["problem"], r["answer"]) for r in rows]
     refs = reference_rows(str(TIR_TRACES), problems, KitConfig())
     assert refs and all(r["label"] and "```python" in r["completion"][0]["content"] for r in refs)
+
+
+def test_sampling_several_problems_at_once_gives_the_same_rows():
+    cfg = KitConfig(num_samples=3, max_code_rounds=1, early_stop=[], profile="integer")
+    with Solver(cfg, engine=AnswerBook()) as solver, Grader() as grader:
+        one_at_a_time = sample_rows(solver, grader, PROBLEMS, cfg)
+        three_at_once = sample_rows(solver, grader, PROBLEMS, cfg, in_flight=3)
+    key = lambda r: (r["problem_id"], r["candidate"], r["label"])  # noqa: E731
+    assert sorted(map(key, three_at_once)) == sorted(map(key, one_at_a_time))

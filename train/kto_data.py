@@ -39,6 +39,7 @@ class KtoDataArguments:
     samples_per_problem: int = field(default=4, metadata={"help": "Completions per problem (Numina: 4)."})
     limit: int | None = field(default=None, metadata={"help": "Only the first K problems."})
     problem_time_s: float = field(default=120.0, metadata={"help": "Time limit per problem."})
+    problems_in_flight: int = field(default=1, metadata={"help": "Problems sampled at once: raise it to keep a large batch or several data-parallel replicas (the kit config's data_parallel_size) busy."})
     add_reference_solutions: bool = field(default=False, metadata={"help": "Also add each problem's reference solution from the data as a desirable row: for models too weak to be right (smoke runs). Numina's KTO uses samples only."})
     decontaminate_against: list[str] = field(default_factory=lambda: ["aime", "amc", "amc23", "math-l4", "math-l5", "math500", "gsm8k"],
                                              metadata={"help": "Evaluation splits whose problems must not be trained on (13-gram overlap)."})
@@ -62,11 +63,22 @@ def clean_problems(args: KtoDataArguments) -> list[EvalProblem]:
     return [p for p in problems if p.id in kept_ids]
 
 
-def sample_rows(solver, grader: Grader, problems: list[EvalProblem], cfg: KitConfig) -> list[dict]:
-    """Solve each problem with the kit and turn every finished candidate into a KTO row."""
+def sample_rows(solver, grader: Grader, problems: list[EvalProblem], cfg: KitConfig,
+                in_flight: int = 1) -> list[dict]:
+    """Solve the problems with the kit, ``in_flight`` at a time, and turn every finished
+    candidate into a KTO row."""
     rows = []
-    for p in tqdm(problems, desc="KTO sampling", unit="problem"):
-        result = solver.solve(p.problem, p.id)
+    progress = tqdm(total=len(problems), desc="KTO sampling", unit="problem")
+    # Chunks of several rounds of in_flight problems: progress shows, and a slow problem holds
+    # back only its own chunk.
+    chunk = 4 * in_flight
+    results = []
+    for start in range(0, len(problems), chunk):
+        batch = problems[start:start + chunk]
+        results += zip(batch, solver.solve_many([(p.id, p.problem) for p in batch], in_flight))
+        progress.update(len(batch))
+    progress.close()
+    for p, result in results:
         prompt = chat_messages(p.problem, cfg.prompt_template, cfg.system_prompt)
         for c in result.candidates:
             if c.status == "cancelled" or not c.text:
@@ -99,7 +111,7 @@ def main(args: KtoDataArguments) -> None:
     # --- sample with the kit and grade
     cfg = sampling_config(args)
     with Solver(cfg) as solver, Grader() as grader:
-        rows = sample_rows(solver, grader, problems, cfg)
+        rows = sample_rows(solver, grader, problems, cfg, args.problems_in_flight)
     if args.add_reference_solutions:
         rows += reference_rows(args.problems, problems, cfg)
     # Mixed labels in every batch: KTO's KL baseline compares within a batch.

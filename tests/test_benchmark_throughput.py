@@ -1,0 +1,87 @@
+"""The throughput benchmark's measurement code: the early-stop replay and the idle meter on
+scripted data, then the whole benchmark once on the real engine with tiny settings (its
+figures are printed by `make bench`, never asserted here)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from eval.benchmarks.throughput import MeteredEngine, replay_early_stop
+from kit.sctir import Candidate, ProblemResult
+from kit.voting import Vote, majority_vote
+from scripted_engine import ScriptedEngine
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def result(answers: list[str | None], finish_s: list[float], tokens: int = 100) -> ProblemResult:
+    candidates = [Candidate(i, generated_tokens=tokens, finished_at_s=t,
+                            status="answered" if a else "pruned", answer=a)
+                  for i, (a, t) in enumerate(zip(answers, finish_s))]
+    vote = majority_vote([Vote(c.index, c.answer) for c in candidates if c.answer])
+    return ProblemResult("p", vote.answer or "0", vote, candidates, max(finish_s), 60.0, "all_finished", False)
+
+
+def test_replay_counts_tokens_and_time_up_to_the_stop():
+    replay = replay_early_stop([result(["5", "5", "7", "7"], [1.0, 2.0, 3.0, 4.0])], ["2/2"])
+    # Stops at 2 s: two finished (200 tokens), the others 2/3 and 2/4 of the way (66.7 + 50).
+    assert replay["fired"] == 1
+    assert replay["tokens_saved"] == pytest.approx(1 - (200 + 200 / 3 + 50) / 400)
+    assert replay["time_saved"] == pytest.approx(0.5)
+
+
+def test_replay_of_decided_never_changes_the_answer():
+    results = [result(["5", "5", "5", "7", None, "7"], [1, 2, 3, 4, 5, 6]),
+               result(["3", "4", "4", "4", "3", "3"], [1, 2, 3, 4, 5, 6])]
+    assert replay_early_stop(results, ["decided"])["same_answer"] == 1.0
+
+
+def test_replay_reports_an_early_answer_that_differs_from_the_full_vote():
+    replay = replay_early_stop([result(["5", "5", "7", "7", "7"], [1, 2, 3, 4, 5])], ["2/2"])
+    assert replay["same_answer"] == 0.0
+
+
+def test_the_meter_counts_time_with_no_request_in_flight():
+    metered = MeteredEngine(ScriptedEngine(lambda c, s: "x", delay_s=0.1))
+
+    async def two_requests_apart():
+        metered.start()
+        await metered.generate([1], 5, "p-0-0")
+        await asyncio.sleep(0.2)
+        await metered.generate([1], 5, "p-0-1")
+        return metered.stop()
+
+    assert 0.15 < asyncio.run(two_requests_apart()) < 0.5
+
+
+@pytest.mark.engine
+def test_the_benchmark_runs_end_to_end_on_the_real_engine(tmp_path):
+    out = tmp_path / "throughput.json"
+    cmd = [sys.executable, "-m", "eval.benchmarks.throughput", "--config", "cpu-smol", "--problems", "1",
+           "--rounds", "1", "--num-samples", "2", "--max-code-rounds", "1", "--max-new-tokens", "24",
+           "--json", str(out)]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["kit_overhead"]["tokens"] > 0 and report["kit_overhead"]["ratio"] > 0
+    assert set(report["async_vs_lockstep"]) >= {"async", "lockstep", "speedup_wall"}
+    assert "aimo2" in report["early_stop"]
+    assert "| kit overhead" in out.with_suffix(".md").read_text()
+
+
+def test_the_meter_integrates_requests_in_flight():
+    metered = MeteredEngine(ScriptedEngine(lambda c, s: "x", delay_s=0.2))
+
+    async def two_at_once():
+        metered.start()
+        await asyncio.gather(metered.generate([1], 5, "p-0-0"), metered.generate([1], 5, "p-1-0"))
+        metered.stop()
+        return metered.request_s
+
+    assert asyncio.run(two_at_once()) == pytest.approx(0.4, abs=0.1)
