@@ -198,7 +198,10 @@ def measure(args: argparse.Namespace) -> dict:
                        "engine_idle_share": round(idle / wall, 3),
                        "mean_requests_in_flight": round(request_s / wall, 2),
                        "code_cells": sum(len(c.cells) for runs, _, _ in rounds for res in runs[mode].results
-                                         for c in res.candidates)}
+                                         for c in res.candidates),
+                       # CPU time the cells took: on a CPU-only machine it competes with the engine.
+                       "code_execution_s": round(sum(c.execution_s for runs, _, _ in rounds
+                                                     for res in runs[mode].results for c in res.candidates), 2)}
     all_async = [res for runs, _, _ in rounds for res in runs["async"].results]
     return {
         "config": args.config, "model": cfg.model or "embedded SmolLM2-135M-Instruct", "split": args.split,
@@ -233,6 +236,8 @@ def markdown(report: dict) -> str:
         f"| engine idle share | {a['async']['engine_idle_share']:.1%} | {a['lockstep']['engine_idle_share']:.1%} | | |",
         f"| mean requests in flight (of N={report['num_samples']}) | {a['async']['mean_requests_in_flight']} | "
         f"{a['lockstep']['mean_requests_in_flight']} | | |",
+        f"| code cells (execution time) | {a['async']['code_cells']} ({a['async']['code_execution_s']} s) | "
+        f"{a['lockstep']['code_cells']} ({a['lockstep']['code_execution_s']} s) | | |",
         "",
         "| early-stop rules | fired | tokens saved | time saved | same answer as the full vote |",
         "|---|---|---|---|---|",
