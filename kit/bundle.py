@@ -25,10 +25,10 @@ from collections import deque
 from pathlib import Path
 
 from kit.competitions import get_competition
+from kit.offline import REQUIREMENTS as GPU_REQUIREMENTS
 
 KIT_DIR = Path(__file__).resolve().parent
 NOTEBOOK = KIT_DIR.parent / "notebooks" / "aimo_submission.ipynb"
-GPU_REQUIREMENTS = KIT_DIR / "requirements-gpu.txt"
 PLACEHOLDER_OWNER = "YOUR_KAGGLE_USERNAME"
 # kaggle-cli docs/kernels.md (2026): the ids `machine_shape` / --accelerator accept. NvidiaTeslaT4 is
 # "GPU T4 x2", NvidiaL4X1 one L4; NvidiaTeslaP100 is retired (such sessions run on T4 x2).
@@ -233,7 +233,7 @@ def build_bundle(profile: str = "aimo3", model: str = "", out: str = "dist", own
     model_dir = validate_model_dir(Path(model).expanduser() if model else resolve_model_path(""))
     owner = resolve_owner(owner)
     out_dir = Path(out)
-    reqs = Path(requirements) if requirements else GPU_REQUIREMENTS
+    reqs = Path(requirements) if requirements else GPU_REQUIREMENTS  # what the notebook installs
     pip_cmd = pip_download_command(out_dir / "wheels", reqs, python_version, glibc) + list(pip_args or []) \
         if wheels else []
     if push:

@@ -52,6 +52,8 @@ class Solver:
             self.run_coroutine(self.pool.start())
             self.engine = engine if engine is not None else self.run_coroutine(self._start_vllm())
         except BaseException:
+            # A model that fails to load must not leave the sandbox template running.
+            self.run_coroutine(self.pool.close())
             self._stop_loop()
             raise
 

@@ -26,6 +26,7 @@ import polars as pl
 from kit.answers import get_profile
 from kit.competitions import Competition, get_competition
 from kit.config import KitConfig, load_config
+from kit.solver import Solver
 from kit.time_bank import TimeBank
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ class Submission:
             started_at=started_at,
         )
         self.log_path = Path(log_path) if log_path else None
-        self._solver_factory = solver_factory or _vllm_solver
+        self._solver_factory = solver_factory or Solver  # Solver raises, naming the fix, for a missing model
         self._solver = None
         self._load_error: str | None = None
 
@@ -84,19 +85,20 @@ class Submission:
         solver = self._load_solver()
         # The allowance is taken after the load, so the bank sees the load as time spent.
         allowance = self.bank.allowance()
-        answer, detail = self.profile.fallback, ""
+        answer, detail, failure = self.profile.fallback, "", None
         if solver is None:
-            detail = f"no model: {self._load_error}"
+            failure = f"no model: {self._load_error}"
         elif allowance <= 0:
-            detail = "out of time"
+            failure = "out of time"
         else:
             try:
                 result = solver.solve(problem, problem_id, time_limit_s=allowance)
-                answer, detail = result.answer, result.stop_reason
+                answer, detail = result.answer, result.stop_reason  # the solver logs its own fallbacks
             except Exception as exc:  # Solver.solve does not raise; this is the last net
-                detail = f"error: {exc}"
-        if detail.startswith(("no model", "out of time", "error")):
-            log.error("problem %s: %s; answering the fallback %r", problem_id, detail, answer)
+                failure = f"error: {exc}"
+        if failure is not None:
+            detail = failure
+            log.error("problem %s: %s; answering the fallback %r", problem_id, failure, answer)
         value = int(answer) if self.profile.integer else answer
         used = time.monotonic() - started
         timing = self.bank.record(problem_id, allowance, used, value)
@@ -166,14 +168,6 @@ def choose_model(model: str, use_embedded_model: bool) -> str:
         return ""
     raise FileNotFoundError(f"model folder {model!r} not found; attach the model dataset "
                             "(python -m kit bundle) or set USE_EMBEDDED_MODEL = True")
-
-
-def _vllm_solver(cfg: KitConfig):
-    from kit.embedded_model import resolve_model_path
-    from kit.solver import Solver
-
-    resolve_model_path(cfg.model)  # fails with the fix in the message
-    return Solver(cfg)
 
 
 def _scalar(value: object) -> object:

@@ -311,7 +311,7 @@ def test_event_loop_keeps_running_while_a_cell_runs(shared_pool):
         task.cancel()
         return ticks
 
-    assert shared_pool(body) >= 50
+    assert shared_pool(body) >= 20  # of ~100 possible; a blocked loop gets 0 or 1 (50 flaked on a loaded machine)
 
 
 @needs_root

@@ -97,8 +97,10 @@ def test_an_exception_inside_solve_is_answered_with_the_fallback(caplog):
 def test_a_slowed_engine_never_makes_the_run_exceed_its_limit(tmp_path):
     limit, problems = 10.0, 16
     started = time.monotonic()
+    # The margin absorbs what follows a deadline (cancelling candidates, closing their
+    # sessions: a few hundred ms on a busy 2-core machine) and the final close.
     sub = make_submission(lambda: slow_engine(0.05), tmp_path, time_limit_s=limit, num_problems=problems,
-                          safety_margin_s=0.5, started_at=started)
+                          safety_margin_s=1.5, started_at=started)
     try:
         answers = [sub.answer(f"p{i}", f"hard problem {i}") for i in range(problems)]
     finally:
@@ -108,7 +110,9 @@ def test_a_slowed_engine_never_makes_the_run_exceed_its_limit(tmp_path):
     log = [json.loads(line) for line in (tmp_path / "bank.jsonl").read_text().splitlines()]
     assert elapsed <= limit, f"the run took {elapsed:.2f} s of a {limit} s limit: {log}"
     assert [r["id"] for r in log] == [f"p{i}" for i in range(problems)]
-    assert all(r["used_s"] <= r["allowance_s"] + 0.5 for r in log[1:])  # the first one also loads the model
+    # The first one also loads the model. A lost cancellation once ran 4 s past the deadline;
+    # teardown after a deadline takes up to ~1 s on a loaded 2-core machine.
+    assert all(r["used_s"] <= r["allowance_s"] + 2.0 for r in log[1:])
 
 
 def test_time_saved_on_easy_problems_goes_to_the_hard_ones(tmp_path):
@@ -187,3 +191,10 @@ def test_kaggles_own_server_is_used_when_mounted(tmp_path, monkeypatch, rerun):
             sys.modules.pop(name, None)
     expected = ("serve", "predict") if rerun else ("run_local_gateway", "predict", ("test.csv",))
     assert calls == [expected] and server.predict.__name__ == "predict"
+
+
+def test_a_missing_model_folder_is_named_in_the_log_and_answered_with_the_fallback(tmp_path, caplog):
+    cfg = KitConfig(model=str(tmp_path / "no-model"), profile="aimo3")
+    sub = Submission(get_competition("aimo3"), cfg, time_limit_s=60, num_problems=1, safety_margin_s=1)
+    assert sub.answer("p1", "What is 1+1?") == 0
+    assert "no-model" in caplog.text and "config.json" in caplog.text
