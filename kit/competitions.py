@@ -23,6 +23,7 @@ class Competition:
     server_module: str = field(default="", metadata={"help": "kaggle_evaluation module with the inference server class."})
     server_class: str = field(default="", metadata={"help": "Inference server class, built with the function named predict."})
     response_timeout_s: float | None = field(default=None, metadata={"help": "Gateway's limit on every call but the first (None: no per-call limit)."})
+    ids_overwritten: bool = field(default=False, metadata={"help": "Kaggle's gateway writes the ids it sent into the submission (AIMO-3's newer kaggle_evaluation core) instead of checking the returned ones (AIMO-2's)."})
     startup_limit_s: float = field(default=900.0, metadata={"help": "The server must start serving within this long of the notebook's start."})
     safety_margin_s: float = field(default=900.0, metadata={"help": "Time held back from the bank for start-up, the final write and clock slack."})
     machine_shape: str = field(default="", metadata={"help": "kernel-metadata.json machine_shape (the accelerator)."})
@@ -76,6 +77,7 @@ COMPETITIONS: dict[str, Competition] = {
             server_module="kaggle_evaluation.aimo_3_inference_server",
             server_class="AIMO3InferenceServer",
             response_timeout_s=9 * 3600,
+            ids_overwritten=True,
             machine_shape="NvidiaH100",
             hardware="H100 (80 GB)",
             notes="Integer answers 0-99999, no modulo; the private set runs twice in a fixed order, "

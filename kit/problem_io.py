@@ -55,6 +55,12 @@ def iter_rows(path: str | Path) -> Iterator[tuple[str, dict]]:
         raise ValueError(f"file {path}: expected .jsonl, .csv or .parquet")
 
 
+def row_id(row: dict, index: int) -> str:
+    """A row's id: its ``id`` column, else its position in the file (0, 1, ...). The kit, the
+    evaluation splits and the training data all id rows this way, so their ids match."""
+    return str(row.get("id") or index)
+
+
 def problem_text(row: dict, where: str) -> str:
     text = next((row[k] for k in PROBLEM_KEYS if k in row), None)
     if text is None:
@@ -68,7 +74,7 @@ def read_problems(path: str | Path, limit: int | None = None) -> list[Problem]:
     problems: list[Problem] = []
     for where, row in iter_rows(path):
         answer = row.get("answer")
-        problems.append(Problem(str(row.get("id") or len(problems)), problem_text(row, where),
+        problems.append(Problem(row_id(row, len(problems)), problem_text(row, where),
                                 None if answer is None else str(answer)))
     if not problems:
         raise ValueError(f"problem file {path} has no problems")

@@ -6,7 +6,9 @@ append the (truncated) output and the closing fence; continue, up to M code roun
 candidate ends with the answer in its last ``\\boxed{}`` or is pruned. The problem ends
 when every candidate has ended, an early-stop rule fires, or its deadline passes; the
 remaining candidates are cancelled (their vLLM requests aborted) and the vote is taken
-over what finished. Every problem gets an answer: the profile's fallback if none voted.
+over what finished: every candidate that had ended by then, also one still closing its code
+session. Early-stop rules see the answers in finish order (equal finish times by candidate
+index). Every problem gets an answer: the profile's fallback if none voted.
 
 ``mode="async"`` lets a candidate run its code while the others keep generating;
 ``mode="lockstep"`` is Numina's baseline (all generate, then all execute, then the next
@@ -19,13 +21,14 @@ import asyncio
 import itertools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from kit.answers import AnswerProfile, last_boxed, last_number
 from kit.config import KitConfig
 from kit.engine import Engine
 from kit.executor import ExecutorPool, Session
-from kit.tir import OUTPUT_FENCE, code_stop_string, code_to_run, output_block
+from kit.tir import OUTPUT_FENCE, code_stop_string, code_to_run, open_code_block, output_block
 from kit.voting import EarlyStopRule, Vote, VoteResult, first_firing_rule, majority_vote
 
 log = logging.getLogger(__name__)
@@ -61,6 +64,15 @@ class Candidate:
     execution_s: float = 0.0
     finished_at_s: float | None = None  # since the problem started
 
+    def graded_answer(self, profile: AnswerProfile) -> str | None:
+        """The text a grader judges against the gold answer, None when the candidate did not
+        answer. Under an integer profile, the answer the kit submits (modulus and range applied:
+        ``\\boxed{1234}`` is 234 under aimo2); under the free-form profile, the boxed text as
+        written, since that profile's normalization groups votes and is no equivalence check."""
+        if self.status != "answered":
+            return None
+        return self.boxed if self.answer_source == "boxed" and not profile.integer else self.answer
+
     @property
     def code_timeouts(self) -> int:
         return sum(c.timed_out for c in self.cells)
@@ -80,6 +92,15 @@ class ProblemResult:
     time_limit_s: float
     stop_reason: str  # all_finished | early_stop:<rule> | deadline | error
     used_fallback: bool
+
+
+def votes_in_finish_order(candidates: list[Candidate], until_s: float | None = None) -> list[Vote]:
+    """The valid answers of the candidates that have ended (by ``until_s``, when given), in
+    finish order, ties by candidate index: the order the early-stop windows count (here, and
+    in eval's replay of them). Taken from the candidates rather than from finished tasks,
+    since a candidate that has ended may still be closing its session."""
+    ended = [c for c in candidates if c.status == "answered" and (until_s is None or c.finished_at_s <= until_s)]
+    return [Vote(c.index, c.answer) for c in sorted(ended, key=lambda c: (c.finished_at_s, c.index))]
 
 
 class PhaseBarrier:
@@ -109,10 +130,12 @@ class PhaseBarrier:
 
 
 class ProblemRun:
-    """The state of one problem being solved."""
+    """The state of one problem being solved. ``clock`` times the candidates and the deadline
+    (injectable so that tests can give candidates equal finish times)."""
 
     def __init__(self, problem_id: str, prompt_ids: list[int], cfg: KitConfig, profile: AnswerProfile,
-                 engine: Engine, pool: ExecutorPool, rules: list[EarlyStopRule], time_limit_s: float):
+                 engine: Engine, pool: ExecutorPool, rules: list[EarlyStopRule], time_limit_s: float,
+                 clock: Callable[[], float] = time.monotonic):
         self.problem_id = problem_id
         self.prompt_ids = prompt_ids
         self.cfg = cfg
@@ -121,13 +144,14 @@ class ProblemRun:
         self.pool = pool
         self.rules = rules
         self.time_limit_s = time_limit_s
-        self.started = time.monotonic()
+        self.clock = clock
+        self.started = clock()
         self.deadline = self.started + time_limit_s
         self.barrier = PhaseBarrier(cfg.num_samples) if cfg.mode == "lockstep" else None
         self.stopping = False  # set when the problem ends: candidates must not start another step
 
     def remaining_s(self) -> float:
-        return self.deadline - time.monotonic()
+        return self.deadline - self.clock()
 
     async def _sync(self) -> None:
         if self.barrier is not None:
@@ -137,13 +161,15 @@ class ProblemRun:
         try:
             await self._generate_and_execute(c)
         except asyncio.CancelledError:
-            c.status, c.reason = "cancelled", "cancelled"
+            # A candidate that ended and was closing its session when the problem stopped keeps its answer.
+            if c.status == "running":
+                c.status, c.reason = "cancelled", "cancelled"
             raise
         finally:
             if self.barrier is not None:
                 self.barrier.leave()
             if c.finished_at_s is None:
-                c.finished_at_s = time.monotonic() - self.started
+                c.finished_at_s = self.clock() - self.started
         return c
 
     async def _generate_and_execute(self, c: Candidate) -> None:
@@ -158,10 +184,10 @@ class ProblemRun:
                 if budget <= 0:
                     return self._end(c, "context_full")
                 await self._sync()
-                t0 = time.monotonic()
+                t0 = self.clock()
                 step = await self.engine.generate(self.prompt_ids + c.token_ids, budget,
                                                   f"{self.problem_id}-{c.index}-{step_no}")
-                c.generation_s += time.monotonic() - t0
+                c.generation_s += self.clock() - t0
                 c.text += step.text
                 c.token_ids += step.token_ids
                 c.generated_tokens += len(step.token_ids)
@@ -169,9 +195,12 @@ class ProblemRun:
                     return self._end(c, "length" if step.finish_reason == "length" else "eos")
                 code = code_to_run(c.text, cfg.code_trigger)
                 if code is None:
-                    if cfg.code_trigger == "output_fence":
+                    # The stop string came inside an open python block (a fence in a string, say),
+                    # or (code_close) another block closed: keep writing. Each step spends tokens,
+                    # so the context budget ends a candidate that never closes its block.
+                    if cfg.code_trigger == "output_fence" and not open_code_block(c.text):
                         return self._end(c, "malformed_code")
-                    continue  # a fence other than a python block closed: keep writing
+                    continue
                 if len(c.cells) >= cfg.max_code_rounds:
                     return self._end(c, "code_round_limit")
                 await self._sync()
@@ -191,7 +220,7 @@ class ProblemRun:
                 await asyncio.shield(session.close())
 
     def _end(self, c: Candidate, how: str) -> None:
-        c.finished_at_s = time.monotonic() - self.started
+        c.finished_at_s = self.clock() - self.started
         c.boxed = last_boxed(c.text)
         answer, source = self.profile.parse(c.boxed), "boxed"
         if how == "eos" and c.boxed is None and self.cfg.answer_from_code_output and c.cells and c.cells[-1].error is None:
@@ -206,11 +235,16 @@ class ProblemRun:
             c.status = "pruned"
             c.reason = "invalid_answer" if c.boxed is not None or source == "code_output" else "no_answer"
 
+    def _failed(self, task: asyncio.Task, c: Candidate) -> None:
+        """Record a candidate task that raised; one that had already ended keeps its result."""
+        log.error("problem %s candidate %d failed: %r", self.problem_id, c.index, task.exception())
+        if c.status == "running":
+            c.status, c.reason = "pruned", f"error: {task.exception()!r}"[:200]
+
     async def solve(self) -> ProblemResult:
         candidates = [Candidate(i) for i in range(self.cfg.num_samples)]
         tasks = {asyncio.create_task(self.run_candidate(c)): c for c in candidates}
         pending = set(tasks)
-        votes: list[Vote] = []
         stop_reason = "all_finished"
         while pending:
             done, pending = await asyncio.wait(pending, timeout=max(0.0, self.remaining_s()),
@@ -219,27 +253,29 @@ class ProblemRun:
                 stop_reason = "deadline"
                 break
             for task in done:
-                c = tasks[task]
-                if task.exception() is not None:
-                    c.status, c.reason = "pruned", f"error: {task.exception()!r}"[:200]
-                    log.error("problem %s candidate %d failed: %r", self.problem_id, c.index, task.exception())
-                elif c.status == "answered":
-                    votes.append(Vote(c.index, c.answer))
-            rule = first_firing_rule(self.rules, [v.answer for v in votes], len(pending)) if pending else None
+                if not task.cancelled() and task.exception() is not None:
+                    self._failed(task, tasks[task])
+            running = sum(c.status == "running" for c in candidates)
+            rule = first_firing_rule(self.rules, [v.answer for v in votes_in_finish_order(candidates)], running) if running else None
             if rule is not None:
                 stop_reason = f"early_stop:{rule}"
                 break
+        stopped_at_s = self.clock() - self.started
         self.stopping = True
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-        vote = majority_vote(votes)
+        for task in pending:
+            if not task.cancelled() and task.exception() is not None:
+                self._failed(task, tasks[task])
+        # Candidates that ended before the stop vote, also those still closing their session then.
+        vote = majority_vote(votes_in_finish_order(candidates, until_s=stopped_at_s))
         return ProblemResult(
             problem_id=self.problem_id,
             answer=vote.answer if vote.answer is not None else self.profile.fallback,
             vote=vote,
             candidates=candidates,
-            elapsed_s=time.monotonic() - self.started,
+            elapsed_s=self.clock() - self.started,
             time_limit_s=self.time_limit_s,
             stop_reason=stop_reason,
             used_fallback=vote.answer is None,

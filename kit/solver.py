@@ -1,20 +1,31 @@
 """The serving object: one engine, one executor pool, one event loop, many problems.
 
 ``Solver.solve`` is synchronous (Kaggle's ``predict`` is) and never raises for a problem:
-bad input or a failure inside the loop gives the profile's fallback answer and a log line,
-because one crashed call loses a competition submission.
+bad input, a failure inside the loop, or ``close()`` called while a problem is in flight
+gives the profile's fallback answer and a log line, because one crashed call loses a
+competition submission.
+
+A dead engine (vLLM's EngineDeadError: its engine core was killed, ran out of memory or
+crashed) is restarted inside the call that saw it, so the caller's time bank charges the
+restart like any other time, and the interrupted problem is solved again if what is left of
+its allowance is at least ``RESOLVE_MIN_S`` and ``RESOLVE_MIN_SHARE`` of its limit. A second
+death within ``KitConfig.engine_restart_window_s`` of the previous one stops the restarts:
+that problem answers from what finished, every later one the fallback (logged at CRITICAL).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import dataclasses
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from kit.answers import get_profile
 from kit.config import KitConfig
-from kit.engine import Engine
+from kit.engine import Engine, GenerationStep, VllmEngine, is_engine_dead
 from kit.executor import ExecutorPool
 from kit.sctir import ProblemResult, ProblemRun
 from kit.voting import VoteResult, parse_rules
@@ -25,12 +36,58 @@ MAX_PROBLEM_CHARS = 100_000
 # How long past its deadline a problem may run before solve gives up on it and answers the
 # fallback (the deadline normally ends it within a second or two).
 SOLVE_GRACE_S = 30.0
+# A problem interrupted by an engine death is solved again only if this much of its
+# allowance is left: less would cost a restart's worth of work for a vote of a few candidates.
+RESOLVE_MIN_S = 5.0
+RESOLVE_MIN_SHARE = 0.1
+
+
+def vllm_engine(cfg: KitConfig) -> Engine:
+    """The default engine factory: vLLM on ``cfg.model`` (or the embedded model)."""
+    from kit.embedded_model import resolve_model_path
+
+    return VllmEngine(cfg, str(resolve_model_path(cfg.model)))
+
+
+class DeathWatch:
+    """The engine as one batch of problems sees it: records whether a request failed because
+    the engine died (the loop itself only marks such candidates as errored)."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.died = False
+
+    def encode(self, text: str) -> list[int]:
+        return self.engine.encode(text)
+
+    def prompt_ids(self, problem: str) -> list[int]:
+        return self.engine.prompt_ids(problem)
+
+    async def generate(self, token_ids: list[int], max_tokens: int, request_id: str) -> GenerationStep:
+        try:
+            return await self.engine.generate(token_ids, max_tokens, request_id)
+        except Exception as exc:
+            if is_engine_dead(exc):
+                self.died = True
+            raise
+
+    def shutdown(self) -> None:
+        self.engine.shutdown()
 
 
 class Solver:
-    def __init__(self, cfg: KitConfig, engine: Engine | None = None):
-        """Starts the executor pool and the engine (vLLM unless ``engine`` is given). Build
-        it under ``if __name__ == "__main__"``: vLLM spawns its engine process."""
+    def __init__(self, cfg: KitConfig, engine: Engine | None = None,
+                 engine_factory: Callable[[KitConfig], Engine] | None = None):
+        """Starts the executor pool and the engine: ``engine`` if given, else one built by
+        ``engine_factory`` (default: vLLM), which also builds the replacement of a dead engine
+        (none without a factory). Build it under ``if __name__ == "__main__"``: vLLM spawns its
+        engine process; the factory runs on the solver's loop thread."""
+        if engine is None and engine_factory is None:
+            engine_factory = vllm_engine
+        self._engine_factory = engine_factory
+        self.engine_restarts = 0
+        self._last_death: float | None = None
+        self._engine_failed = False  # restarts given up: every later problem answers the fallback
         self.cfg = cfg
         self.profile = get_profile(cfg.profile)
         self.rules = parse_rules(cfg.early_stop)
@@ -39,6 +96,7 @@ class Solver:
         # own (a notebook's main thread) or change from call to call (gRPC workers).
         self._loop = asyncio.new_event_loop()
         self._closing = False
+        self._closed = False  # set when close() starts: later problems answer the fallback
         self._loop_thread = threading.Thread(target=self._serve_loop, name="kit-solver-loop", daemon=True)
         self._loop_thread.start()
         self.pool = ExecutorPool(
@@ -50,19 +108,26 @@ class Solver:
         try:
             # The template imports sympy while the engine loads.
             self.run_coroutine(self.pool.start())
-            self.engine = engine if engine is not None else self.run_coroutine(self._start_vllm())
+            if engine is None and engine_factory is vllm_engine:
+                self.cfg = self._fit_to_model(cfg)
+            self.engine = engine if engine is not None else self.run_coroutine(self._build_engine())
         except BaseException:
             # A model that fails to load must not leave the sandbox template running.
             self.run_coroutine(self.pool.close())
             self._stop_loop()
             raise
 
-    async def _start_vllm(self) -> Engine:
-        # Built on the loop's thread, so the engine's background tasks live on that loop.
+    @staticmethod
+    def _fit_to_model(cfg: KitConfig) -> KitConfig:
+        # The loop must plan with the context the engine really has.
         from kit.embedded_model import resolve_model_path
-        from kit.engine import VllmEngine
+        from kit.engine import fit_context
 
-        return VllmEngine(self.cfg, str(resolve_model_path(self.cfg.model)))
+        return fit_context(cfg, resolve_model_path(cfg.model))
+
+    async def _build_engine(self) -> Engine:
+        # Built on the loop's thread, so the engine's background tasks live on that loop.
+        return self._engine_factory(self.cfg)
 
     def _serve_loop(self) -> None:
         while not self._closing:
@@ -82,41 +147,119 @@ class Solver:
             raise
 
     def solve(self, problem: object, problem_id: str = "", time_limit_s: float | None = None) -> ProblemResult:
-        """Solve one problem within ``time_limit_s`` (default: the config's per-problem limit)."""
-        started = time.monotonic()
-        try:
-            return self.solve_many([(problem_id, problem)], time_limit_s=time_limit_s)[0]
-        except TimeoutError as exc:  # the loop itself stalled: still answer
-            limit = self.cfg.problem_time_s if time_limit_s is None else time_limit_s
-            return self._fallback(problem_id, started, limit, exc)
+        """Solve one problem within ``time_limit_s`` (default: the config's per-problem limit),
+        an engine restart and a second attempt included."""
+        return self.solve_many([(problem_id, problem)], time_limit_s=time_limit_s)[0]
 
     def solve_many(self, problems: list[tuple[str, object]], in_flight: int = 1,
                    time_limit_s: float | None = None) -> list[ProblemResult]:
         """Solve ``(problem_id, problem)`` pairs, up to ``in_flight`` at once (each with its own
         deadline), in order. Several problems at once keep a large batch, or several
-        data-parallel replicas, busy when sampling training data; a competition solves one."""
+        data-parallel replicas, busy when sampling training data; a competition solves one.
+        Problems a dead engine interrupted are solved again after a restart, each within what
+        is left of its own limit (counted from its first start)."""
         limit = self.cfg.problem_time_s if time_limit_s is None else time_limit_s
-        slots = asyncio.Semaphore(max(1, in_flight))
+        started = [time.monotonic()] * len(problems)
+        results = self._run_batch(problems, in_flight, [limit] * len(problems), started)
+        interrupted = [i for i, r in enumerate(results) if r.stop_reason == "engine_dead"]
+        while interrupted and self._recover():
+            allowances = {i: limit - (time.monotonic() - started[i]) for i in interrupted}
+            again = [i for i in interrupted if allowances[i] >= max(RESOLVE_MIN_S, RESOLVE_MIN_SHARE * limit)]
+            for i in set(interrupted) - set(again):
+                log.warning("problem %r: %.1f s left after the engine restart, too little to solve it again",
+                            problems[i][0], allowances[i])
+            retried = self._run_batch([problems[i] for i in again], in_flight, [allowances[i] for i in again], None)
+            for i, r in zip(again, retried):
+                # A second attempt that found nothing does not replace votes the first one got.
+                if not (r.used_fallback and not results[i].used_fallback):
+                    results[i] = dataclasses.replace(r, elapsed_s=time.monotonic() - started[i], time_limit_s=limit)
+            interrupted = [i for i, r in zip(again, retried) if r.stop_reason == "engine_dead"]
+        return results
 
-        async def one(problem_id: str, problem: object) -> ProblemResult:
+    def _run_batch(self, problems: list[tuple[str, object]], in_flight: int, limits: list[float],
+                   started: list[float] | None) -> list[ProblemResult]:
+        """One pass over ``problems``; a problem the engine's death cut short gets the stop
+        reason ``engine_dead``. Records in ``started`` (when given) when each problem began."""
+        if self._engine_failed or self._closed:
+            why = "the engine died and could not be restarted" if self._engine_failed else "the solver is closed"
+            return [self._fallback(pid, time.monotonic(), limit, RuntimeError(why))
+                    for (pid, _), limit in zip(problems, limits)]
+        slots = asyncio.Semaphore(max(1, in_flight))
+        engine = DeathWatch(self.engine)
+
+        async def one(index: int, problem_id: str, problem: object, limit: float) -> ProblemResult:
             async with slots:
-                started = time.monotonic()
+                t0 = time.monotonic()
+                if started is not None:
+                    started[index] = t0
                 try:
                     prompt_ids = self._prompt_ids(problem)
-                    run = ProblemRun(problem_id, prompt_ids, self.cfg, self.profile, self.engine, self.pool,
+                    run = ProblemRun(problem_id, prompt_ids, self.cfg, self.profile, engine, self.pool,
                                      self.rules, limit)
                     # The problem's own deadline ends it; this timeout is the net under that.
                     async with asyncio.timeout(limit + SOLVE_GRACE_S):
-                        return await run.solve()
+                        result = await run.solve()
                 except Exception as exc:  # the serving loop answers whatever happens
-                    return self._fallback(problem_id, started, limit, exc)
+                    result = self._fallback(problem_id, t0, limit, exc)
+                if engine.died:
+                    result.stop_reason = "engine_dead"
+                return result
 
         async def all_problems() -> list[ProblemResult]:
-            return list(await asyncio.gather(*(one(pid, problem) for pid, problem in problems)))
+            return list(await asyncio.gather(*(one(i, pid, problem, limit)
+                                               for i, ((pid, problem), limit) in enumerate(zip(problems, limits)))))
 
         # Waiting from this thread too covers a loop that stalls (the timeouts above need it).
         rounds = -(-len(problems) // max(1, in_flight))
-        return self.run_coroutine(all_problems(), timeout_s=rounds * (limit + SOLVE_GRACE_S) + SOLVE_GRACE_S)
+        wait_s = rounds * (max(limits, default=0.0) + SOLVE_GRACE_S) + SOLVE_GRACE_S
+        t0 = time.monotonic()
+        try:
+            results = self.run_coroutine(all_problems(), timeout_s=wait_s)
+        except (TimeoutError, concurrent.futures.CancelledError) as exc:
+            # A stalled loop, or close() from another thread cancelled the problems: still answer.
+            if isinstance(exc, concurrent.futures.CancelledError):
+                exc = RuntimeError("the solver was closed while the problem was in flight")
+            return [self._fallback(pid, t0, limit, exc) for (pid, _), limit in zip(problems, limits)]
+        if not engine.died and isinstance(self.engine, VllmEngine) and self.engine.errored:
+            # It died where no request saw it (every candidate was running code, or had ended):
+            # restart now rather than fail the next problem.
+            log.error("the engine died during the last problem without failing a request")
+            self._recover()
+        return results
+
+    def _recover(self) -> bool:
+        """Replace the dead engine; False (and every later problem answers the fallback) when
+        there is no factory, it died again within the window, or the restart failed."""
+        now = time.monotonic()
+        window = self.cfg.engine_restart_window_s
+        if self._engine_factory is None:
+            return self._give_up("no engine factory to restart it with")
+        if self._last_death is not None and now - self._last_death < window:
+            return self._give_up(f"it died again {now - self._last_death:.0f} s after the previous death "
+                                 f"(window {window:.0f} s)")
+        self._last_death = now
+        log.error("the engine died; restarting it (restart %d)", self.engine_restarts + 1)
+        try:
+            self.run_coroutine(self._restart_engine())
+        except Exception as exc:
+            return self._give_up(f"the restart failed: {exc!r}")
+        self.engine_restarts += 1
+        log.warning("engine restarted in %.1f s", time.monotonic() - now)
+        return True
+
+    def _give_up(self, why: str) -> bool:
+        self._engine_failed = True
+        log.critical("THE ENGINE IS DEAD AND WILL NOT BE RESTARTED: %s. This problem answers from what finished; "
+                     "every later problem answers the fallback %r.", why, self.profile.fallback)
+        return False
+
+    async def _restart_engine(self) -> None:
+        old, self.engine = self.engine, None
+        try:
+            old.shutdown()
+        except Exception as exc:  # a dead engine may fail to shut down cleanly; the new one matters
+            log.warning("shutting down the dead engine: %r", exc)
+        self.engine = self._engine_factory(self.cfg)
 
     def _fallback(self, problem_id: str, started: float, limit: float, exc: Exception) -> ProblemResult:
         if isinstance(exc, TimeoutError):
@@ -140,6 +283,7 @@ class Solver:
     def close(self) -> None:
         # Tasks left by a problem that was interrupted (KeyboardInterrupt) go first, then the
         # engine's background tasks, which must see their cancellation before the loop closes.
+        self._closed = True
         try:
             self.run_coroutine(self._cancel_leftover_tasks())
             self.run_coroutine(self.pool.close())
@@ -150,7 +294,8 @@ class Solver:
             self._stop_loop()
 
     async def _shutdown_engine(self) -> None:
-        self.engine.shutdown()
+        if self.engine is not None:  # None after a restart that failed
+            self.engine.shutdown()
 
     async def _cancel_leftover_tasks(self) -> None:
         leftover = asyncio.all_tasks() - {asyncio.current_task()}

@@ -14,14 +14,25 @@ A TIR solution interleaves reasoning with code cells and their outputs::
 The model writes up to and including the output fence (``OUTPUT_FENCE``, the stop string); the kit
 runs the last python block and appends the output and the closing fence. Training
 renders tool outputs the same way so that the two cannot drift apart.
+
+Fences are read as markdown defines them, with the spellings models write: a block opens with
+```` ``` ```` and a python info string (``python``, ``py``, ``Python``, ``python3``, ``ipython``, any
+case) alone on its line, and closes at the first line that is a fence alone (three or more
+backticks, optionally indented, trailing whitespace allowed), so a ```` ``` ```` inside a string
+of the code does not end the cell. An output fence line also closes it (a model that skips the
+closing fence still means its code to run).
 """
 
 from __future__ import annotations
 
+import re
 
 CODE_FENCE = "```python"
 OUTPUT_FENCE = "```output"
 CLOSE_FENCE = "```"
+
+_OPEN_PYTHON = re.compile(r"```[ \t]*(?:i?python3?|py3?)[ \t\r]*$", re.IGNORECASE | re.MULTILINE)
+_CLOSE_LINE = re.compile(r"^[ \t]*(?:`{3,}|```output)[ \t\r]*$", re.MULTILINE)
 
 DEFAULT_PROMPT_TEMPLATE = (
     "{problem}\n\nPlease integrate natural language reasoning with programs to solve the problem above, "
@@ -37,18 +48,22 @@ def code_stop_string(trigger: str) -> str:
     return OUTPUT_FENCE if trigger == "output_fence" else CLOSE_FENCE + "\n"
 
 
+def _code_start(text: str) -> int | None:
+    """Where the code of the block opened by the last python fence begins. The *last* opening
+    fence, so that a model that opens a block twice ("```python\n```python\ncode\n```") runs
+    the code it wrote, not the empty text between the two fences."""
+    start = None
+    for match in _OPEN_PYTHON.finditer(text):
+        start = match.end()
+    return None if start is None or not text.startswith("\n", start) else start + 1
+
+
 def _last_block(text: str) -> tuple[str, int] | None:
-    """(code, position of its closing fence) of the block opened by the last python fence.
-    The *last* opening fence, so that a model that opens a block twice ("```python\n```python\n
-    code```") runs the code it wrote, not the empty text between the two fences."""
-    start = text.rfind(CODE_FENCE)
-    if start < 0:
-        return None
-    line_end = text.find("\n", start)
-    if line_end < 0 or text[start + len(CODE_FENCE) : line_end].strip():
-        return None
-    close = text.find(CLOSE_FENCE, line_end + 1)
-    return None if close < 0 else (text[line_end + 1 : close], close)
+    """(code, end of its closing fence line) of the block opened by the last python fence,
+    None when there is none or it has not closed."""
+    start = _code_start(text)
+    close = None if start is None else _CLOSE_LINE.search(text, start)
+    return None if close is None else (text[start : close.start()], close.end())
 
 
 def last_code_block(text: str) -> str | None:
@@ -57,14 +72,21 @@ def last_code_block(text: str) -> str | None:
     return None if block is None else block[0]
 
 
+def open_code_block(text: str) -> bool:
+    """Whether ``text`` ends inside a python block (opened, no closing fence line yet): a stop
+    string found there was written inside the code, a string say, and did not end the cell."""
+    return _code_start(text) is not None and _last_block(text) is None
+
+
 def code_to_run(text: str, trigger: str) -> str | None:
     """The code a candidate asks to run, given its text ends on the trigger's stop string.
-    None for an output fence without a preceding code block, or (code_close) when the fence
-    just closed was not a python block's."""
+    None when the last python block has not closed (see ``open_code_block``), for an output
+    fence without a preceding code block, or (code_close) when the fence just closed was not
+    a python block's."""
     block = _last_block(text)
     if block is None:
         return None
-    if trigger == "code_close" and text[block[1] :] not in (CLOSE_FENCE, CLOSE_FENCE + "\n"):
+    if trigger == "code_close" and text[block[1] :].strip():
         return None
     return block[0]
 

@@ -1,7 +1,8 @@
 """Majority vote over candidate answers, and the early-stop rules that end a problem
 before every candidate has finished.
 
-Answers arrive in finish order. The vote counts valid answers; ties go to the answer
+Answers arrive in finish order (candidates that finished at the same time in candidate-index
+order; ``kit.sctir.ProblemRun`` sorts them so). The vote counts valid answers; ties go to the answer
 whose first voter has the lowest candidate index, so the same set of finished candidates
 always gives the same answer whatever order they finished in.
 

@@ -12,6 +12,15 @@ from kit.answers import get_profile, last_boxed, normalize_free_form, parse_inte
     ("\\boxed{ {a}+{b} }", "{a}+{b}"),
     ("\\fbox{7}", "7"),
     ("\\boxed 5$", "5"),
+    # Unbraced: one run of characters, not the rest of the sentence.
+    ("so \\boxed 42 and that is all $x$", "42"),
+    ("\\boxed 42.", "42"),
+    ("\\boxed42, done", "42"),
+    ("$\\boxed 7$ is it", "7"),
+    ("\\boxed 5! Great", "5"),
+    ("\\boxed{1} and \\boxedx 3", "1"),
+    ("\\boxed {42}", "42"),
+    ("\\boxed", None),
     ("no answer here", None),
     ("truncated \\boxed{\\frac{1}{2", None),
 ])

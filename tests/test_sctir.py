@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import random
 import time
 
 import pytest
 
 from kit.answers import get_profile
 from kit.config import KitConfig
-from kit.executor import ExecutorPool
+from kit.engine import GenerationStep
+from kit.executor import CellResult, ExecutorPool
 from kit.sctir import ProblemRun
 from kit.tir import code_stop_string
 from kit.solver import Solver
@@ -240,3 +243,143 @@ def test_a_stalled_event_loop_still_gets_the_problem_answered(monkeypatch, caplo
         waited = time.monotonic() - started
     assert result.used_fallback and "after the deadline" in result.stop_reason
     assert waited < 1.2
+
+
+class SlowClosePool:
+    """Sessions whose cells answer at once and whose close takes far longer than any problem
+    (an executor under load): a candidate that ended is still closing when the problem stops."""
+
+    async def open_session(self):
+        return SlowCloseSession()
+
+
+class SlowCloseSession:
+    async def run(self, code, timeout_s=None):
+        return CellResult("1\n", None, False, False, 0.0)
+
+    async def close(self):
+        await asyncio.sleep(30)
+
+
+def solve_on(engine, pool, time_limit_s=30.0, clock=time.monotonic, **cfg_fields):
+    cfg = KitConfig(**{"num_samples": 8, "max_code_rounds": 2, "early_stop": [], **cfg_fields})
+
+    async def go():
+        run = ProblemRun("p", engine.prompt_ids("x"), cfg, get_profile(cfg.profile), engine, pool,
+                         parse_rules(cfg.early_stop), time_limit_s, clock=clock)
+        return await run.solve()
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("trial", range(3))
+def test_an_answer_found_just_before_the_deadline_votes_while_its_session_closes(trial):
+    # Every candidate answers 0.3 s before the deadline, then spends the rest closing its session.
+    steps = [code_step("print(1)"), "\\boxed{7}"]
+    engine = ScriptedEngine(lambda c, s: steps[s], delay_s=lambda c, s: 0.3 if s == 1 else 0.0)
+    result = solve_on(engine, SlowClosePool(), time_limit_s=0.6)
+    assert result.stop_reason == "deadline"
+    assert [c.status for c in result.candidates] == ["answered"] * 8
+    assert result.answer == "7" and result.vote.table == {"7": 8} and not result.used_fallback
+
+
+def test_early_stop_counts_candidates_that_ended_but_are_still_closing_their_session():
+    # 0-2 answer 5 at once and then close for 30 s; 3 answers 5 at 0.2 s without code: the
+    # first four answers agree by then. 4-7 answer 9 at 1 s.
+    def script(c, s):
+        return code_step("print(1)") if c < 3 and s == 0 else ("\\boxed{5}" if c < 4 else "\\boxed{9}")
+
+    engine = ScriptedEngine(script, delay_s=lambda c, s: 0.0 if c < 3 else 0.2 if c == 3 else 1.0)
+    result = solve_on(engine, SlowClosePool(), time_limit_s=3.0, early_stop=["4/4"])
+    assert result.stop_reason == "early_stop:4/4"
+    assert result.answer == "5" and result.vote.table == {"5": 4}
+    assert result.elapsed_s < 0.9
+
+
+class BatchEngine(ScriptedEngine):
+    """Like vLLM finishing a batch in one engine step: holds the requests of candidates
+    0..``expected``-1 until all have arrived, then answers them at once, in ``order``. Later
+    candidates never finish."""
+
+    def __init__(self, script, expected: int, order: list[int]):
+        super().__init__(script)
+        self.expected, self.order = expected, order
+        self.waiting: dict[int, asyncio.Future] = {}
+
+    async def generate(self, token_ids, max_tokens, request_id):
+        candidate = int(request_id.rsplit("-", 2)[1])
+        if candidate >= self.expected:
+            await asyncio.Event().wait()
+        self.waiting[candidate] = asyncio.get_running_loop().create_future()
+        if len(self.waiting) == self.expected:
+            for c in self.order:
+                self.waiting[c].set_result(None)
+        await self.waiting[candidate]
+        text = self.script(candidate, 0)
+        return GenerationStep(self.encode(text), text, "stop", None)
+
+
+def test_answers_finishing_at_the_same_time_count_in_candidate_order():
+    # Candidates 0-3 answer 1 and 4-7 answer 2, all in one batch with equal finish times, while
+    # 8-11 still run: the 4/4 window is the first four by index, whatever order the tasks come back in.
+    outcomes = set()
+    for trial in range(20):
+        order = list(range(8))
+        random.Random(trial).shuffle(order)
+        engine = BatchEngine(lambda c, s: "\\boxed{1}" if c < 4 else "\\boxed{2}", 8, order)
+        result = solve_on(engine, None, clock=lambda: 0.0, time_limit_s=1.0, early_stop=["4/4"], num_samples=12)
+        outcomes.add((result.stop_reason, result.answer))
+    assert outcomes == {("early_stop:4/4", "1")}
+
+
+def test_answers_in_one_batch_count_in_finish_order():
+    # 0-2 answer 1 and 3-7 answer 2, released 7..0 on a clock that ticks at every reading: the
+    # first four to finish (7-4) agree, though the first four by index do not.
+    ticks = itertools.count()
+    engine = BatchEngine(lambda c, s: "\\boxed{1}" if c < 3 else "\\boxed{2}", 8, list(range(7, -1, -1)))
+    result = solve_on(engine, None, clock=lambda: next(ticks) / 1000, time_limit_s=1.0, early_stop=["4/4"],
+                      num_samples=12)
+    assert (result.stop_reason, result.answer) == ("early_stop:4/4", "2")
+
+
+def test_common_python_fence_spellings_run():
+    for fence in ("```py", "```Python", "```python3", "```PY", "```ipython"):
+        result, _ = solve(lambda c, s: f"{fence}\nprint(6 * 7)\n```\n```output" if s == 0 else "\\boxed{42}",
+                          num_samples=1)
+        c = result.candidates[0]
+        assert [cell.code for cell in c.cells] == ["print(6 * 7)\n"], fence
+        assert c.answer == "42", fence
+
+
+def test_a_fence_inside_a_string_does_not_cut_the_cell():
+    step = 'Check:\n```python\nprint("```")\nprint(6 * 7)\n```\n```output'
+    result, _ = solve(lambda c, s: step if s == 0 else "\\boxed{42}", num_samples=1)
+    c = result.candidates[0]
+    assert c.cells[0].error is None and c.cells[0].output == "\n```\n42\n```\n"
+
+
+def test_an_output_fence_inside_the_code_keeps_the_candidate_writing():
+    # The engine stops at the output fence inside the string; the block is still open.
+    steps = ['```python\nprint("```output', '")\nprint(1 + 1)\n```\n```output', "\\boxed{2}"]
+    result, engine = solve(lambda c, s: steps[s], num_samples=1)
+    c = result.candidates[0]
+    assert [cell.code for cell in c.cells] == ['print("```output")\nprint(1 + 1)\n']
+    assert c.cells[0].output == "\n```output\n2\n```\n" and c.answer == "2"
+
+
+def test_code_close_stop_inside_a_string_keeps_the_candidate_writing():
+    # vLLM stops at "```\n" inside the triple-quoted string: not a closing fence line.
+    steps = ['```python\nx = """a```\nb"""\nprint(len(x))\n```\n', "\\boxed{5}"]
+    script = lambda c, s: steps[0] if s == 0 else ('b"""\nprint(len(x))\n```\n' if s == 1 else steps[1])  # noqa: E731
+    result, _ = solve(script, num_samples=1, code_trigger="code_close")
+    c = result.candidates[0]
+    assert [cell.code for cell in c.cells] == ['x = """a```\nb"""\nprint(len(x))\n']
+    assert c.cells[0].output == "\n6\n```\n" and c.answer == "5"
+
+
+def test_a_block_that_never_closes_ends_on_the_context_budget():
+    result, engine = solve(lambda c, s: '```python\ns = "a```output' if s == 0 else 'a```output', num_samples=1,
+                           max_model_len=400, max_new_tokens=100)
+    c = result.candidates[0]
+    assert c.status == "pruned" and c.reason in ("length", "context_full") and not c.cells
+    assert len(engine.requests) < 60

@@ -5,17 +5,22 @@ test_notebooks.py."""
 from __future__ import annotations
 
 import json
+import logging
 import sys
+import threading
 import time
 
+import pandas as pd
 import polars as pl
 import pytest
 
 from kit.competitions import get_competition
-from kit.config import KitConfig
+from kit.config import KitConfig, load_config
 from kit.local_gateway import run_local_gateway
+from kit.sctir import ProblemResult
 from kit.solver import Solver
-from kit.submission import Submission, serve
+from kit.submission import NotReadyError, Submission, serve
+from kit.voting import VoteResult
 from scripted_engine import ScriptedEngine, code_step
 
 
@@ -198,3 +203,155 @@ def test_a_missing_model_folder_is_named_in_the_log_and_answered_with_the_fallba
     sub = Submission(get_competition("aimo3"), cfg, time_limit_s=60, num_problems=1, safety_margin_s=1)
     assert sub.answer("p1", "What is 1+1?") == 0
     assert "no-model" in caplog.text and "config.json" in caplog.text
+
+
+class RecordingSolver:
+    """Answers 7 at once and records what it was asked."""
+
+    def __init__(self):
+        self.calls = []
+
+    def solve(self, problem, problem_id="", time_limit_s=None):
+        self.calls.append((problem, problem_id))
+        return ProblemResult(problem_id, "7", VoteResult("7", {"7": 1}), [], 0.0, time_limit_s or 1.0, "all_finished",
+                             used_fallback=False)
+
+    def close(self):
+        pass
+
+
+def recording_submission(competition="aimo3", **kw) -> Submission:
+    defaults = {"time_limit_s": 60.0, "num_problems": 3, "safety_margin_s": 1.0}
+    return Submission(get_competition(competition), KitConfig(profile=get_competition(competition).answer_profile),
+                      solver_factory=lambda c: RecordingSolver(), **defaults | kw)
+
+
+@pytest.mark.parametrize("make", [lambda v, n: pd.Series([v], name=n), lambda v, n: pl.Series(n, [v]),
+                                  lambda v, n: v], ids=["pandas", "polars", "scalar"])
+def test_predict_takes_pandas_and_polars_series_and_plain_values(make):
+    sub = recording_submission()
+    frame = sub.predict(make("abc", "id"), make("What is 3 + 4?", "problem"))
+    assert frame.rows() == [("abc", 7)]
+    assert sub._solver.calls == [("What is 3 + 4?", "abc")]
+
+
+def test_two_concurrent_first_calls_build_one_solver():
+    built = []
+
+    def slow_factory(cfg):
+        built.append(threading.current_thread().name)
+        time.sleep(0.3)
+        return RecordingSolver()
+
+    sub = Submission(get_competition("aimo3"), KitConfig(), solver_factory=slow_factory, time_limit_s=60,
+                     num_problems=2, safety_margin_s=1)
+    start = threading.Barrier(2)
+
+    def call(i):
+        start.wait()
+        sub.predict(pl.Series("id", [f"p{i}"]), pl.Series("problem", ["What is 1+1?"]))
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(built) == 1
+    assert sorted(p for _, p in sub._solver.calls) == ["p0", "p1"]
+
+
+def test_an_answer_column_is_logged_as_the_reference_and_never_reaches_the_model(tmp_path):
+    sub = recording_submission(log_path=tmp_path / "bank.jsonl")
+    sub.predict(pl.Series("id", ["a"]), pl.Series("problem", ["What is 3 + 4?"]), pl.Series("answer", [7]))
+    sub.predict(pl.Series("id", ["b"]), pl.Series("problem", ["What is 5 + 5?"]), pl.Series("answer", [10]))
+    assert sub._solver.calls == [("What is 3 + 4?", "a"), ("What is 5 + 5?", "b")]
+    log = [json.loads(line) for line in (tmp_path / "bank.jsonl").read_text().splitlines()]
+    assert [(r["reference"], r["correct"]) for r in log] == [("7", True), ("10", False)]
+    assert sub.timing_table()["correct"].to_list() == [True, False]
+    assert "score 1/2" in sub.summary()
+
+
+def test_a_reference_csv_served_through_the_local_gateway_writes_the_submission(tmp_path):
+    csv = tmp_path / "reference.csv"
+    pl.DataFrame({"id": ["r1", "r2", "r3"], "problem": [f"easy problem {i}" for i in range(3)],
+                  "answer": [7, 7, 8]}).write_csv(csv)
+    sub = make_submission(quick_engine, num_problems=3)
+    try:
+        run_local_gateway(sub.predict_function(), str(csv), sub.competition,
+                          out_path=str(tmp_path / "submission.parquet"))
+    finally:
+        sub.close()
+    submission = pl.read_parquet(tmp_path / "submission.parquet")
+    assert sorted(submission["id"].to_list()) == ["r1", "r2", "r3"] and submission["answer"].to_list() == [7, 7, 7]
+    assert "score 2/3" in sub.summary()
+
+
+def test_prepare_raises_naming_the_fix_when_the_model_does_not_load():
+    def broken(cfg):
+        raise FileNotFoundError("no model folder at /kaggle/input/missing")
+
+    sub = Submission(get_competition("aimo3"), KitConfig(), solver_factory=broken, time_limit_s=60, num_problems=2,
+                     safety_margin_s=1)
+    with pytest.raises(NotReadyError, match="/kaggle/input/missing") as err:
+        sub.prepare(rerun=False)
+    assert "MODEL" in str(err.value) and "USE_EMBEDDED_MODEL" in str(err.value)
+
+
+def failing_engine() -> ScriptedEngine:
+    def script(c, s):
+        raise RuntimeError("EngineDeadError: the engine core died")
+
+    return ScriptedEngine(script)
+
+
+def test_prepare_raises_when_the_warm_up_fails_with_an_error():
+    sub = make_submission(failing_engine)
+    try:
+        with pytest.raises(NotReadyError, match="the engine core died"):
+            sub.prepare(rerun=False)
+    finally:
+        sub.close()
+
+
+def test_prepare_solves_a_warm_up_that_the_bank_does_not_count():
+    sub = make_submission(lambda: ScriptedEngine(lambda c, s: "I do not know."))
+    try:
+        sub.prepare(rerun=False)  # the warm-up answers the fallback (no vote): not an error
+        assert sub._solver is not None
+        assert sub.records == [] and sub.bank.timings == []
+    finally:
+        sub.close()
+
+
+def test_in_the_rerun_prepare_loads_nothing_and_a_load_failure_is_logged_once(monkeypatch, caplog):
+    monkeypatch.setenv("KAGGLE_IS_COMPETITION_RERUN", "1")
+    built = []
+
+    def broken(cfg):
+        built.append(cfg)
+        raise RuntimeError("max_model_len 16384 is larger than the model's 8192")
+
+    sub = Submission(get_competition("aimo3"), KitConfig(), solver_factory=broken, time_limit_s=60, num_problems=3,
+                     safety_margin_s=1)
+    sub.prepare()
+    assert built == []
+    answers = [sub.predict(pl.Series("id", [i]), pl.Series("problem", ["1+1?"])).item(0, "answer") for i in "abc"]
+    assert answers == [0, 0, 0] and len(built) == 1
+    loud = [r for r in caplog.records if "8192" in r.getMessage()]
+    assert len(loud) == 1 and loud[0].levelno == logging.CRITICAL
+    assert sub.timing_table()["fallback"].to_list() == [True, True, True]
+    assert "3 problems answered, 3 with the fallback" in sub.summary()
+
+
+def test_the_embedded_model_keeps_the_competition_sizes_but_writes_its_own_format(tmp_path, monkeypatch):
+    """SmolLM2 never writes ```output and rarely boxes: under the aimo3 config's format every
+    answer would be the fallback. It stands in with its own format; sizes, rules and overrides
+    stay the competition's."""
+    monkeypatch.setattr("kit.embedded_model.prepare_embedded_model", lambda: None)
+    sub = Submission.for_competition("aimo3", model=str(tmp_path / "missing"), use_embedded_model=True,
+                                     overrides={"num_samples": 3, "dtype": "bfloat16"})
+    assert (sub.cfg.code_trigger, sub.cfg.answer_from_code_output) == ("code_close", True)
+    assert (sub.cfg.num_samples, sub.cfg.dtype, sub.cfg.profile) == (3, "bfloat16", "aimo3")
+    assert sub.cfg.max_model_len == load_config("aimo3-h100").max_model_len
+    real = Submission.for_competition("aimo3", model=str(tmp_path))
+    assert real.cfg.code_trigger == load_config("aimo3-h100").code_trigger == "output_fence"

@@ -4,11 +4,13 @@ evaluation grader against the ground truth (Numina's KTO stage).
     python -m train.kto_data --config train/recipes/smoke/kto_data.yaml
 
 The prompts are the kit's own (its chat template, prompt template and system prompt) and
-the completions are the kit's traces, tool outputs included, so KTO trains on exactly what
-the kit shows the model at inference. Model-written code runs in the kit's sandbox, so
+the completions are the kit's traces, tool outputs included, so KTO sees exactly what
+the kit shows the model at inference (train.kto keeps the tool outputs out of the loss). Model-written code runs in the kit's sandbox, so
 sampling survives code that hangs or crashes. Each row: ``prompt`` and ``completion`` in
 TRL's conversational form, ``label`` (True when the candidate's answer is right),
-``problem_id``. Candidates cancelled at a deadline are left out (their text is incomplete).
+``problem_id``. Candidates cancelled at a deadline are left out (their text is incomplete),
+and so are candidates that ended in a kit error (e.g. the sandbox could not open a session):
+their traces stop where the kit failed, not where the model went wrong.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from tqdm import tqdm
 
 from eval.grader import Grader
 from eval.splits import EvalProblem, load_split
+from kit.answers import get_profile
 from kit.config import KitConfig, load_config
 from kit.tir import chat_messages
 from train.decontaminate import build_eval_ngrams, decontaminate
@@ -68,6 +71,7 @@ def sample_rows(solver, grader: Grader, problems: list[EvalProblem], cfg: KitCon
     """Solve the problems with the kit, ``in_flight`` at a time, and turn every finished
     candidate into a KTO row."""
     rows = []
+    profile = get_profile(cfg.profile)
     progress = tqdm(total=len(problems), desc="KTO sampling", unit="problem")
     # Chunks of several rounds of in_flight problems: progress shows, and a slow problem holds
     # back only its own chunk.
@@ -81,10 +85,10 @@ def sample_rows(solver, grader: Grader, problems: list[EvalProblem], cfg: KitCon
     for p, result in results:
         prompt = chat_messages(p.problem, cfg.prompt_template, cfg.system_prompt)
         for c in result.candidates:
-            if c.status == "cancelled" or not c.text:
+            if c.status == "cancelled" or c.reason.startswith("error") or not c.text:
                 continue
-            answer = c.boxed if c.answer_source == "boxed" else c.answer
-            label = c.status == "answered" and grader.grade(p.answer, answer).correct
+            answer = c.graded_answer(profile)
+            label = answer is not None and grader.grade(p.answer, answer).correct
             rows.append({"prompt": prompt, "completion": [{"role": "assistant", "content": c.text}],
                          "label": label, "problem_id": p.id, "candidate": c.index})
     return rows

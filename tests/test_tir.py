@@ -1,0 +1,46 @@
+"""Code fences as models write them: spellings of the opening fence, and closing fences found
+the way markdown defines them (a line of the fence alone)."""
+
+import pytest
+
+from kit.tir import code_to_run, last_code_block, open_code_block
+
+
+@pytest.mark.parametrize("fence", ["```python", "```py", "```Python", "```python3", "```PYTHON", "```py3",
+                                   "```ipython", "``` python", "```python  "])
+def test_common_spellings_open_a_python_block(fence):
+    assert last_code_block(f"Compute:\n{fence}\nx = 1\n```\n") == "x = 1\n"
+
+
+@pytest.mark.parametrize("fence", ["```text", "```pythonic", "```", "```output", "```python print(1)"])
+def test_other_fences_are_not_python_blocks(fence):
+    assert last_code_block(f"{fence}\nx = 1\n```\n") is None
+
+
+@pytest.mark.parametrize("text, code", [
+    ('```python\nprint("```")\n```\n```output', 'print("```")\n'),
+    ("```python\ns = 'a ``` b'\n```\n```output", "s = 'a ``` b'\n"),
+    ("```python\nif True:\n    x = 1\n   ```  \n```output", "if True:\n    x = 1\n"),  # indented, trailing spaces
+    ("```python\nx = 1\n````\n```output", "x = 1\n"),  # a longer fence closes too
+    ("```python\nx = 1\n```output", "x = 1\n"),  # the closing fence skipped
+    ("```python\r\nx = 1\r\n```\r\n```output", "x = 1\r\n"),
+])
+def test_the_closing_fence_is_a_line_of_the_fence_alone(text, code):
+    assert code_to_run(text, "output_fence") == code
+
+
+def test_a_stop_string_inside_the_code_leaves_the_block_open():
+    assert code_to_run('```python\nprint("```output', "output_fence") is None
+    assert open_code_block('```python\nprint("```output')
+    assert code_to_run('```python\nx = """a```\n', "code_close") is None
+    assert open_code_block('```python\nx = """a```\n')
+
+
+def test_an_output_fence_without_code_is_no_open_block():
+    assert not open_code_block("no code here\n```output")
+    assert not open_code_block("```python\nx = 1\n```\n```output")
+
+
+def test_code_close_runs_only_when_the_python_block_just_closed():
+    assert code_to_run('```python\nx = """a```\nb"""\n```\n', "code_close") == 'x = """a```\nb"""\n'
+    assert code_to_run("```py\nx = 1\n```\nthen\n```text\nhi\n```\n", "code_close") is None
