@@ -46,7 +46,7 @@ train-smoke: setup
 	$(PY) -m train kto --config train/recipes/smoke/kto.yaml
 	$(PY) -m train quantize --config train/recipes/smoke/quantize.yaml
 	# vLLM runs GPTQ on CPU in bf16/fp16 only.
-	$(PY) -m kit solve --config cpu-smol --model $(SMOKE)/kto-gptq4 --dtype bfloat16 \
+	$(PY) -m kit solve --config train/recipes/smoke/kit_tir.yaml --model $(SMOKE)/kto-gptq4 --dtype bfloat16 \
 		--input eval/data/gsm8k_test.jsonl --limit 2 \
 		--num-samples 4 --max-new-tokens 64 --output $(SMOKE)/answers.csv
 

@@ -7,13 +7,15 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from eval.runner import read_complete_lines
+from eval.runfiles import read_complete_lines
 
 ROWS = (
-    ("accuracy", "accuracy of the voted answer", "pct"),
+    ("accuracy", "accuracy (submitted answer)", "pct"),
+    ("accuracy_full_vote", "accuracy (vote over all)", "pct"),
     ("accuracy_seed_std", "seed-to-seed std", "num"),
     ("fallback_rate", "answered by fallback", "pct"),
     ("early_stop_rate", "stopped early", "pct"),
+    ("early_stop_time_saved", "time early stop saves", "pct"),
     ("time_per_problem_s", "seconds per problem", "num"),
     ("tokens_per_problem", "tokens per problem", "num"),
     ("code_cells_per_candidate", "code cells per candidate", "num"),

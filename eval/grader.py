@@ -49,7 +49,8 @@ Not guaranteed
 - Start-up time: a worker's start (interpreter + math-verify import + warm-up, ~1-2 s) is not
   part of ``timeout_s``; it is bounded by ``STARTUP_TIMEOUT_S`` and a failure to start raises
   RuntimeError (e.g. math-verify not installed).
-- Linux/POSIX only (select on pipes, RLIMIT_AS). The result cache is an unbounded dict.
+- Linux/POSIX only (select on pipes, RLIMIT_AS). The result cache is an unbounded dict; it keeps
+  only definite verdicts (correct, wrong), so a pair that timed out or errored is graded again.
 """
 
 from __future__ import annotations
@@ -447,6 +448,8 @@ class Grader:
                 self._stats["timeouts"] += 1
             elif grade.status == "error":
                 self._stats["errors"] += 1
-            if self.cache_enabled and not self._closed:
+            # Only definite verdicts: a timeout or an error may come from a loaded machine or a
+            # worker that died, and would otherwise stick for every later seed of the run.
+            if self.cache_enabled and not self._closed and grade.status in ("correct", "wrong"):
                 self._cache[self._key(gold, pred)] = grade
         return grade

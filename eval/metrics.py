@@ -1,5 +1,13 @@
 """Metrics over a run's records: voted accuracy, pass@k (the unbiased estimator of Chen et
-al. 2021), maj@k, breakdowns by level and subject, and per-problem cost."""
+al. 2021), maj@k, breakdowns by level and subject, and per-problem cost; and the replay of
+early-stop rules on a run made without them.
+
+An evaluation run solves every problem without early stop, so that all N samples of every
+problem finish and pass@k and maj@k are computed over N samples each: unbiased. Computing them
+over the samples an early stop let finish would not be: those are the fast ones, and a rule fires
+precisely when they agree. The config's early stop is then replayed on the full samples
+(:func:`replay_early_stop`), giving the answer the kit as configured would have submitted; the
+replay is exact because a run is the same up to the moment a rule fires."""
 
 from __future__ import annotations
 
@@ -7,7 +15,11 @@ import itertools
 import random
 import statistics
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from math import comb
+
+from kit.sctir import Candidate, votes_in_finish_order
+from kit.voting import EarlyStopRule, VoteResult, first_firing_rule, majority_vote
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -42,6 +54,31 @@ def maj_at_k(answers: list[str | None], correct: list[bool], k: int, draws: int 
     return wins / total
 
 
+@dataclass(frozen=True)
+class EarlyStop:
+    """Where an early-stop rule fired in a replay."""
+
+    rule: str
+    stopped_at_s: float  # since the problem started
+    vote: VoteResult  # over the candidates that had ended by then
+
+
+def replay_early_stop(candidates: list[Candidate], rules: list[EarlyStopRule]) -> EarlyStop | None:
+    """Where the rules would have stopped a problem that ran without them, or None when none
+    fires. As ``kit.sctir.ProblemRun.solve`` does, the rules are checked each time candidates end
+    on their own (answered or pruned; a cancelled one only ended at the deadline), against the
+    valid answers in finish order (ties by candidate index) of every candidate ended by then, with
+    the candidates ending later counted as still running."""
+    ended = sorted({c.finished_at_s for c in candidates if c.status in ("answered", "pruned")})
+    for t in ended:
+        votes = votes_in_finish_order(candidates, until_s=t)
+        running = sum(c.finished_at_s > t for c in candidates)
+        rule = first_firing_rule(rules, [v.answer for v in votes], running) if running else None
+        if rule is not None:
+            return EarlyStop(str(rule), t, majority_vote(votes))
+    return None
+
+
 def k_values(n: int) -> list[int]:
     """1, 2, 4, ... up to n, and n itself."""
     ks = [1]
@@ -56,11 +93,14 @@ def mean(values: list[float]) -> float:
 
 def summarize(problems: list[dict], candidates: list[dict]) -> dict:
     """Everything report.md shows, from problem records and candidate records (see
-    eval.runner for their fields)."""
+    eval.runner for their fields). ``accuracy`` is the answer the kit as configured submits
+    (early stop replayed), ``accuracy_full_vote`` the vote over all N samples, and the curves
+    are over all N samples of each problem."""
     by_seed: dict[int, list[dict]] = defaultdict(list)
     for p in problems:
         by_seed[p["seed"]].append(p)
     seed_accuracy = {seed: mean([p["correct"] for p in ps]) for seed, ps in sorted(by_seed.items())}
+    full_vote_accuracy = mean([mean([p["full_vote"]["correct"] for p in ps]) for ps in by_seed.values()])
 
     samples: dict[tuple[int, str], list[dict]] = defaultdict(list)
     for c in candidates:
@@ -81,6 +121,8 @@ def summarize(problems: list[dict], candidates: list[dict]) -> dict:
         return {g: {"accuracy": mean(v), "problems": len(v)} for g, v in sorted(groups.items())}
 
     cells = [len(c["cells"]) for c in candidates]
+    total_s = sum(p["elapsed_s"] for p in problems)
+    cancelled = [c for c in candidates if c["status"] == "cancelled"]
     all_cells = [cell for c in candidates for cell in c["cells"]]
     return {
         "problems": len(problems),
@@ -88,13 +130,18 @@ def summarize(problems: list[dict], candidates: list[dict]) -> dict:
         "accuracy": mean(list(seed_accuracy.values())),
         "accuracy_by_seed": seed_accuracy,
         "accuracy_seed_std": statistics.stdev(seed_accuracy.values()) if len(seed_accuracy) > 1 else 0.0,
+        "accuracy_full_vote": full_vote_accuracy,
         "samples_per_problem": n,
         "curves": curves,
         "by_level": breakdown("level"),
         "by_subject": breakdown("subject"),
         "fallback_rate": mean([p["used_fallback"] for p in problems]),
         "early_stop_rate": mean([p["stop_reason"].startswith("early_stop") for p in problems]),
+        "early_stop_time_saved": 1 - sum(p["stopped_at_s"] for p in problems) / total_s if total_s else 0.0,
         "deadline_rate": mean([p["stop_reason"] == "deadline" for p in problems]),
+        # Only the deadline cancels candidates in an evaluation run (it runs without early stop).
+        "cancelled_candidates": len(cancelled),
+        "problems_with_cancelled": len({(c["seed"], c["problem_id"]) for c in cancelled}),
         "time_per_problem_s": mean([p["elapsed_s"] for p in problems]),
         "tokens_per_problem": mean([p["generated_tokens"] for p in problems]),
         "code_cells_per_candidate": mean(cells),

@@ -24,7 +24,8 @@ def plot_curves(summary: dict, path: Path) -> None:
         curve = summary["curves"][name]
         ks = sorted(curve, key=int)
         ax.plot([int(k) for k in ks], [curve[k] for k in ks], marker=marker, label=name)
-    ax.axhline(summary["accuracy"], color="gray", linestyle="--", label="voted answer (as run)")
+    ax.axhline(summary["accuracy"], color="gray", linestyle="--", label="submitted answer (early stop replayed)")
+    ax.axhline(summary["accuracy_full_vote"], color="black", linestyle=":", label="vote over all samples")
     ax.set_xscale("log", base=2)
     ks = sorted(int(k) for k in summary["curves"]["pass@k"])
     ax.set_xticks(ks, [str(k) for k in ks])
@@ -93,7 +94,8 @@ def _pct(value: float) -> str:
     return "n/a" if value != value else f"{100 * value:.1f}%"
 
 
-def write_report(out: Path, summary: dict, problems: list[dict]) -> None:
+def write_report(out: Path, summary: dict, problems: list[dict]) -> str:
+    """Write the plots into ``out``; return report.md's text (the caller writes it)."""
     plot_curves(summary, out / "curves.png")
     plot_cost(problems, out / "cost.png")
     plot_code(summary, out / "code.png")
@@ -108,12 +110,26 @@ def write_report(out: Path, summary: dict, problems: list[dict]) -> None:
         f"T={cfg['temperature']}, mode {cfg['mode']}, profile {cfg['profile']}, early stop {cfg['early_stop']}; "
         f"{summary['problems']} problem runs over seeds {summary['seeds']}.",
         "",
+        "Every problem ran without early stop, so that pass@k and maj@k are taken over all "
+        f"{summary['samples_per_problem']} samples of each problem (over only the samples an early stop lets "
+        "finish they would be biased: those are the fast ones, and a rule fires when they agree). "
+        "The config's early-stop rules were replayed on those samples in finish order, which gives "
+        "the answer the kit would have submitted with them: a run is the same up to the moment a rule fires. "
+        "Candidates cancelled at the deadline count as wrong samples.",
+        "",
         "| metric | value |",
         "|---|---|",
-        f"| accuracy of the voted answer | {_pct(summary['accuracy'])} (seed std {summary['accuracy_seed_std']:.3f}) |",
+        f"| accuracy of the submitted answer (early stop replayed) | {_pct(summary['accuracy'])} "
+        f"(seed std {summary['accuracy_seed_std']:.3f}) |",
+        f"| accuracy of the vote over all {summary['samples_per_problem']} samples "
+        f"| {_pct(summary['accuracy_full_vote'])} |",
         *(f"| {name} at k={k} | {_pct(v)} |" for name in ("maj@k", "pass@k") for k, v in list(curves[name].items())[-1:]),
         f"| problems answered by the fallback | {_pct(summary['fallback_rate'])} |",
-        f"| stopped early / at the deadline | {_pct(summary['early_stop_rate'])} / {_pct(summary['deadline_rate'])} |",
+        f"| stopped early (replayed) / at the deadline "
+        f"| {_pct(summary['early_stop_rate'])} / {_pct(summary['deadline_rate'])} |",
+        f"| time early stop saves (replayed) | {_pct(summary['early_stop_time_saved'])} |",
+        f"| candidates cancelled at the deadline | {summary['cancelled_candidates']} "
+        f"(in {summary['problems_with_cancelled']} problem runs) |",
         f"| time per problem | {summary['time_per_problem_s']:.1f} s |",
         f"| generated tokens per problem | {summary['tokens_per_problem']:.0f} |",
         f"| code cells per candidate | {summary['code_cells_per_candidate']:.2f} |",
@@ -135,4 +151,4 @@ def write_report(out: Path, summary: dict, problems: list[dict]) -> None:
             lines += [f"| {title} | problems | accuracy |", "|---|---|---|"]
             lines += [f"| {g} | {d['problems']} | {_pct(d['accuracy'])} |" for g, d in summary[key].items()]
             lines.append("")
-    (out / "report.md").write_text("\n".join(lines))
+    return "\n".join(lines)

@@ -1,15 +1,22 @@
 """``python -m eval run``: solve a validation split with the kit and write a run directory.
 
     RUN/config.yaml     the exact kit config, split, seeds, model path, package versions
-    RUN/problems.jsonl  one line per (seed, problem): voted answer, gold, correct, vote table, cost
+    RUN/problems.jsonl  one line per (seed, problem): the answer the kit as configured submits
+                        (early stop replayed), gold, correct, vote table, ``full_vote`` (the vote
+                        over all N candidates), cost
     RUN/samples.jsonl   one line per candidate: full trace, cells with outputs and durations,
-                        answer, correct, tokens, how it ended
+                        raw ``boxed`` text, ``answer`` (the profile's), ``graded`` (the text
+                        judged: Candidate.graded_answer), correct, tokens, how it ended
     RUN/summary.json    the metrics (eval.metrics.summarize)
     RUN/report.md       the report with its plots (PNG)
 
+Problems are solved without early stop, so that pass@k and maj@k see all N samples; the config's
+early-stop rules are replayed on them (eval.metrics.replay_early_stop) for the submitted answer.
+
 Lines are appended problem by problem (samples first, then the problem line, flushed and
 synced), so a killed run resumes where it stopped with ``--resume``: finished problems are
-kept, a half-written last line is dropped.
+kept, a half-written last line is dropped. Files that are rewritten are replaced atomically
+(eval.runfiles.replace_file).
 """
 
 from __future__ import annotations
@@ -18,7 +25,6 @@ import dataclasses
 import importlib.metadata
 import json
 import logging
-import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -27,12 +33,15 @@ import yaml
 from tqdm import tqdm
 
 from eval.grader import Grader
-from eval.metrics import summarize
+from eval.metrics import replay_early_stop, summarize
 from eval.report import write_report
+from eval.runfiles import append_lines, json_lines, read_complete_lines, replace_file
 from eval.splits import EvalProblem
+from kit.answers import AnswerProfile, get_profile
 from kit.config import KitConfig, load_config, resolve_config_path
 from kit.problem_io import candidate_record
-from kit.sctir import ProblemResult
+from kit.sctir import Candidate, ProblemResult
+from kit.voting import EarlyStopRule, VoteResult, parse_rules
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +61,8 @@ def package_versions() -> dict[str, str]:
 def run_identity(split: str, problems: list[EvalProblem], seeds: list[int], cfg: KitConfig, model_path: str) -> dict:
     """What makes two runs the same run (and so safe to resume into one directory)."""
     return {
+        # 2: runs without early stop (replayed), graded on the submitted answer; 1 records lack both.
+        "record_format": 2,
         "split": split,
         "problem_ids": [p.id for p in problems],
         "seeds": seeds,
@@ -79,59 +90,45 @@ def prepare_run_dir(out: Path, identity: dict, resume: bool, force: bool) -> Non
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     if not config_path.exists():
-        config_path.write_text(yaml.safe_dump({**identity, "packages": package_versions()}, sort_keys=False))
+        replace_file(config_path, [yaml.safe_dump({**identity, "packages": package_versions()}, sort_keys=False)])
 
 
-def read_complete_lines(path: Path, repair: bool = False) -> list[dict]:
-    """The JSON lines of a file, without a half-written last line; with ``repair`` that line is
-    also cut off the file, so that appending resumes on a clean line (readers leave it alone)."""
-    if not path.exists():
-        return []
-    records, good_bytes = [], 0
-    with path.open("rb") as f:
-        for raw in f:
-            try:
-                records.append(json.loads(raw))
-            except json.JSONDecodeError:
-                break
-            if not raw.endswith(b"\n"):
-                records.pop()  # complete JSON but no newline: the write may have been cut short
-                break
-            good_bytes += len(raw)
-    if repair:
-        with path.open("r+b") as f:
-            f.truncate(good_bytes)
-    return records
+def vote_record(grader: Grader, problem: EvalProblem, candidates: list[Candidate], vote: VoteResult,
+                profile: AnswerProfile) -> dict:
+    """A vote's submitted answer (the fallback if none voted), graded, and its table."""
+    answer = vote.answer if vote.answer is not None else profile.fallback
+    # The graded text of a candidate that cast the winning vote (free form: the boxed text as written).
+    graded = next((c.graded_answer(profile) for c in candidates if c.status == "answered" and c.answer == answer),
+                  answer)
+    grade = grader.grade(problem.answer, graded)
+    return {"answer": answer, "correct": grade.correct, "grade": grade.status, "votes": vote.table}
 
 
-def grade_result(grader: Grader, seed: int, problem: EvalProblem, result: ProblemResult) -> tuple[dict, list[dict]]:
-    """The problem record and candidate records of one solved problem, graded."""
+def grade_result(grader: Grader, seed: int, problem: EvalProblem, result: ProblemResult, profile: AnswerProfile,
+                 rules: list[EarlyStopRule]) -> tuple[dict, list[dict]]:
+    """The problem record and candidate records of one problem solved without early stop, graded.
+    The record's answer is what the kit with ``rules`` would have submitted (eval.metrics's
+    replay); ``full_vote`` is the vote over every candidate."""
     candidates = result.candidates
-    # Grade what the candidate wrote (free-form normalization is for voting, not equivalence).
-    to_grade = [c.boxed if c.answer_source == "boxed" and c.boxed else c.answer for c in candidates]
+    to_grade = [c.graded_answer(profile) for c in candidates]
     grades = grader.grade_many([(problem.answer, text) for text in to_grade])
-    representative = next((text for c, text in zip(candidates, to_grade) if c.answer == result.vote.answer), None)
-    vote_grade = grader.grade(problem.answer, representative if representative is not None else result.answer)
-    candidate_records = []
-    for c, grade in zip(candidates, grades):
-        candidate_records.append({"seed": seed, "problem_id": problem.id, **candidate_record(c),
-                                  "correct": grade.correct, "grade": grade.status})
+    candidate_records = [{"seed": seed, "problem_id": problem.id, **candidate_record(c), "graded": text,
+                          "correct": grade.correct, "grade": grade.status}
+                         for c, text, grade in zip(candidates, to_grade, grades)]
+    full_vote = vote_record(grader, problem, candidates, result.vote, profile)
+    early = replay_early_stop(candidates, rules)
     problem_record = {
-        "seed": seed, "problem_id": problem.id, "answer": result.answer, "gold": problem.answer,
-        "correct": vote_grade.correct, "grade": vote_grade.status, "votes": result.vote.table,
-        "stop_reason": result.stop_reason, "used_fallback": result.used_fallback,
+        "seed": seed, "problem_id": problem.id, "gold": problem.answer,
+        **(vote_record(grader, problem, candidates, early.vote, profile) if early else full_vote),
+        "stop_reason": f"early_stop:{early.rule}" if early else result.stop_reason,
+        "stopped_at_s": early.stopped_at_s if early else result.elapsed_s,
+        "used_fallback": (early.vote if early else result.vote).answer is None,
+        "full_vote": full_vote, "full_vote_stop_reason": result.stop_reason,
         "elapsed_s": result.elapsed_s, "time_limit_s": result.time_limit_s,
         "generated_tokens": sum(c.generated_tokens for c in candidates),
         "candidates": len(candidates), "level": problem.level, "subject": problem.subject,
     }
     return problem_record, candidate_records
-
-
-def append_lines(path: Path, records: list[dict]) -> None:
-    with path.open("a", encoding="utf-8") as f:
-        f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def run_split(split: str, problems: list[EvalProblem], cfg: KitConfig, seeds: list[int], out: Path,
@@ -142,9 +139,10 @@ def run_split(split: str, problems: list[EvalProblem], cfg: KitConfig, seeds: li
     problem_records = read_complete_lines(out / "problems.jsonl", repair=True)
     done = {(r["seed"], r["problem_id"]) for r in problem_records}
     # Candidates of a problem whose problem line never got written are dropped (the file is
-    # rewritten, which also drops a half-written line).
+    # rewritten, which also drops a half-written line; beside itself, so a kill loses nothing).
     candidate_records = [c for c in read_complete_lines(out / "samples.jsonl") if (c["seed"], c["problem_id"]) in done]
-    (out / "samples.jsonl").write_text("".join(json.dumps(c, ensure_ascii=False) + "\n" for c in candidate_records))
+    replace_file(out / "samples.jsonl", json_lines(candidate_records))
+    profile, rules = get_profile(cfg.profile), parse_rules(cfg.early_stop)
 
     todo = [(seed, p) for seed in seeds for p in problems if (seed, p.id) not in done]
     correct = sum(r["correct"] for r in problem_records)
@@ -154,11 +152,12 @@ def run_split(split: str, problems: list[EvalProblem], cfg: KitConfig, seeds: li
             seed_todo = [p for s, p in todo if s == seed]
             if not seed_todo:
                 continue
-            # vLLM takes its sampling seed at engine start (per-request seeds crash on CPU).
-            with make_solver(dataclasses.replace(cfg, seed=seed)) as solver:
+            # vLLM takes its sampling seed at engine start (per-request seeds crash on CPU). No early
+            # stop: every sample finishes for pass@k and maj@k, and the config's rules are replayed.
+            with make_solver(dataclasses.replace(cfg, seed=seed, early_stop=[])) as solver:
                 for problem in seed_todo:
                     result = solver.solve(problem.problem, problem.id)
-                    problem_record, records = grade_result(grader, seed, problem, result)
+                    problem_record, records = grade_result(grader, seed, problem, result, profile, rules)
                     append_lines(out / "samples.jsonl", records)
                     append_lines(out / "problems.jsonl", [problem_record])
                     problem_records.append(problem_record)
@@ -169,8 +168,8 @@ def run_split(split: str, problems: list[EvalProblem], cfg: KitConfig, seeds: li
     progress.close()
     summary = summarize(problem_records, candidate_records)
     summary.update(split=split, model_path=model_path, config=dataclasses.asdict(cfg))
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    write_report(out, summary, problem_records)
+    replace_file(out / "summary.json", [json.dumps(summary, indent=2, default=str) + "\n"])
+    replace_file(out / "report.md", [write_report(out, summary, problem_records)])
     return summary
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from kit.problem_io import iter_rows, problem_text
+from kit.problem_io import iter_rows, problem_text, row_id
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 
@@ -47,7 +47,7 @@ def _problem_from_row(row: dict, where: str, index: int) -> EvalProblem:
         raise ValueError(f"{where}: empty answer")
     level = row.get("level")
     subject = row.get("subject") or row.get("type")
-    return EvalProblem(str(row.get("id") or index), text, str(answer).strip(),
+    return EvalProblem(row_id(row, index), text, str(answer).strip(),
                        None if level is None else str(level), None if subject is None else str(subject))
 
 

@@ -205,6 +205,15 @@ def test_grader_works_after_a_timeout(after_hang):
     assert after_hang[0].grade(r"\frac{1}{3}", "0.3333333").status == "correct"
 
 
+def test_a_timeout_is_not_cached(after_hang):
+    # A timeout may be the machine's fault: the same pair is graded again, not served the timeout.
+    timed = after_hang[0]
+    before = timed.stats()
+    assert timed.grade("1", HANG).status == "timeout"
+    after = timed.stats()
+    assert (after["dispatched"], after["cache_hits"]) == (before["dispatched"] + 1, before["cache_hits"])
+
+
 @pytest.fixture(scope="module")
 def after_memory_eater():
     with Grader(workers=1, timeout_s=20, memory_mb=192) as capped:
@@ -217,6 +226,14 @@ def test_memory_eater_gets_no_verdict(after_memory_eater):
 
 def test_grader_works_after_memory_eater(after_memory_eater):
     assert after_memory_eater[0].grade(r"\frac{1}{2}", "0.5").status == "correct"
+
+
+def test_an_error_is_not_cached(after_memory_eater):
+    capped = after_memory_eater[0]
+    before = capped.stats()
+    assert capped.grade("1", MEMORY_EATER).status in ("error", "timeout")
+    after = capped.stats()
+    assert (after["dispatched"], after["cache_hits"]) == (before["dispatched"] + 1, before["cache_hits"])
 
 
 def test_worker_killed_mid_pair_gives_error():

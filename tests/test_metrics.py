@@ -1,8 +1,10 @@
-"""pass@k and maj@k against hand-computed values."""
+"""pass@k and maj@k against hand-computed values; the early-stop replay."""
 
 import pytest
 
-from eval.metrics import k_values, maj_at_k, pass_at_k
+from eval.metrics import k_values, maj_at_k, pass_at_k, replay_early_stop
+from kit.sctir import Candidate
+from kit.voting import parse_rules
 
 
 @pytest.mark.parametrize("n, c, k, expected", [
@@ -45,3 +47,27 @@ def test_k_values_are_powers_of_two_up_to_n():
     assert k_values(1) == [1]
     assert k_values(8) == [1, 2, 4, 8]
     assert k_values(6) == [1, 2, 4, 6]
+
+
+def ended(answers: list[str | None], finish_s: list[float], cancelled: int = 0) -> list[Candidate]:
+    """Candidates answering ``answers`` at ``finish_s``, then ``cancelled`` cancelled at 10 s."""
+    done = [Candidate(i, status="answered" if a else "pruned", answer=a, finished_at_s=t)
+            for i, (a, t) in enumerate(zip(answers, finish_s))]
+    return done + [Candidate(len(done) + i, status="cancelled", finished_at_s=10 + i / 10) for i in range(cancelled)]
+
+
+def test_replay_stops_where_the_rule_fires_and_votes_what_had_ended():
+    early = replay_early_stop(ended(["5", None, "7", "5", "5", "7"], [1, 2, 3, 4, 5, 6]), parse_rules(["3/4"]))
+    assert (early.rule, early.stopped_at_s, early.vote.table) == ("3/4", 5, {"5": 3, "7": 1})
+
+
+def test_replay_counts_equal_finish_times_together():
+    # At 1 s three answers are in (the kit sees them all ended), so the last two are 5 and 7: no
+    # stop, though the first two alone would fire last:2/2.
+    assert replay_early_stop(ended(["5", "5", "7", "9"], [1, 1, 1, 2]), parse_rules(["last:2/2"])) is None
+
+
+def test_replay_never_stops_at_a_deadline_cancellation():
+    # Two 5s, then two candidates cancelled at the deadline: running until then, so "decided" never
+    # fires (2 - 0 > 2 is false); counting their cancellation as ends would fire it at 10 s.
+    assert replay_early_stop(ended(["5", "5"], [1, 2], cancelled=2), parse_rules(["decided"])) is None

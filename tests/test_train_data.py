@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import sys
@@ -11,7 +12,8 @@ import pytest
 from eval.splits import load_split
 from kit.embedded_model import resolve_model_path
 from kit.tir import DEFAULT_PROMPT_TEMPLATE, OUTPUT_FENCE, render_prompt
-from train.data import GSM8K_SLICE, IGNORE_INDEX, TIR_TRACES, load_messages, rerender_tool_outputs, tokenize_with_mask
+from train.data import (GSM8K_SLICE, IGNORE_INDEX, TIR_TRACES, end_of_turn, load_messages, rerender_tool_outputs,
+                        tokenize_with_mask)
 from train.decontaminate import build_eval_ngrams, decontaminate, normalize, write_report
 
 TIR_ANSWER = (
@@ -50,13 +52,13 @@ def _write_jsonl(path, rows: list[dict]):
 # --- loss mask -------------------------------------------------------------------------------
 
 def test_assistant_text_and_end_of_turn_are_labelled(tokenizer):
-    encoded = tokenize_with_mask(tokenizer, _chat("The answer is 4."), max_length=512)
+    encoded = tokenize_with_mask(tokenizer, _chat("The answer is 4."))
     assert _labelled_text(tokenizer, encoded) == "The answer is 4." + tokenizer.eos_token
 
 
 def test_system_user_and_template_tokens_are_masked(tokenizer):
     messages = _chat("The answer is 4.")
-    encoded = tokenize_with_mask(tokenizer, messages, max_length=512)
+    encoded = tokenize_with_mask(tokenizer, messages)
     prompt = tokenizer.apply_chat_template(messages[:2], tokenize=False, add_generation_prompt=True)
     n_prompt = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
     assert encoded["input_ids"][:n_prompt] == tokenizer(prompt, add_special_tokens=False)["input_ids"]
@@ -65,25 +67,52 @@ def test_system_user_and_template_tokens_are_masked(tokenizer):
 
 
 def test_tool_output_is_masked_but_output_fence_is_labelled(tokenizer):
-    labelled = _labelled_text(tokenizer, tokenize_with_mask(tokenizer, _chat(), max_length=512))
+    labelled = _labelled_text(tokenizer, tokenize_with_mask(tokenizer, _chat()))
     assert labelled.count(OUTPUT_FENCE) == 1
     assert "```output\n4" not in labelled
     assert labelled.endswith("print(x)\n```\n```outputSo the answer is $\\boxed{4}$." + tokenizer.eos_token)
 
 
 def test_tool_output_is_labelled_without_masking(tokenizer):
-    encoded = tokenize_with_mask(tokenizer, _chat(), max_length=512, mask_tool_outputs=False)
+    encoded = tokenize_with_mask(tokenizer, _chat(), mask_tool_outputs=False)
     assert _labelled_text(tokenizer, encoded) == TIR_ANSWER + tokenizer.eos_token
 
 
 def test_python_code_is_labelled(tokenizer):
-    labelled = _labelled_text(tokenizer, tokenize_with_mask(tokenizer, _chat(), max_length=512))
+    labelled = _labelled_text(tokenizer, tokenize_with_mask(tokenizer, _chat()))
     assert "```python\nx = 2 + 2\nprint(x)\n```" in labelled
 
 
-def test_tokenized_chat_is_cut_to_max_length(tokenizer):
-    encoded = tokenize_with_mask(tokenizer, _chat(), max_length=10)
-    assert len(encoded["input_ids"]) == len(encoded["labels"]) == len(encoded["attention_mask"]) == 10
+def test_a_long_chat_is_tokenized_whole(tokenizer):
+    # Cutting is the trainer's business (train/sft.py): here the answer and end of turn survive.
+    long_answer = "Let us count. " * 300 + "So $\\boxed{4}$."
+    encoded = tokenize_with_mask(tokenizer, _chat(long_answer))
+    assert len(encoded["input_ids"]) == len(encoded["labels"]) == len(encoded["attention_mask"]) > 600
+    assert _labelled_text(tokenizer, encoded) == long_answer + tokenizer.eos_token
+
+
+@pytest.fixture(scope="module")
+def qwen_base_style_tokenizer():
+    # As in Qwen2.5 base models: ChatML turns end with <|im_end|>, but eos is <|endoftext|>.
+    from train.tiny_model import IM_END, PAD, build_tokenizer
+
+    tokenizer = build_tokenizer()
+    tokenizer.eos_token = PAD
+    assert (tokenizer.eos_token, IM_END) == ("<|endoftext|>", "<|im_end|>")
+    return tokenizer
+
+
+def test_end_of_turn_is_the_templates_marker_not_eos(qwen_base_style_tokenizer):
+    assert end_of_turn(qwen_base_style_tokenizer) == "<|im_end|>"
+    encoded = tokenize_with_mask(qwen_base_style_tokenizer, _chat("The answer is 4."))
+    assert _labelled_text(qwen_base_style_tokenizer, encoded) == "The answer is 4.<|im_end|>"
+
+
+def test_a_template_that_never_ends_a_turn_is_refused(qwen_base_style_tokenizer):
+    tokenizer = copy.copy(qwen_base_style_tokenizer)
+    tokenizer.chat_template = "{% for m in messages %}{{ m['role'] + ': ' + m['content'] }}{% endfor %}"
+    with pytest.raises(ValueError, match="never learn to stop"):
+        tokenize_with_mask(tokenizer, _chat("The answer is 4."))
 
 
 # --- decontamination -------------------------------------------------------------------------
@@ -145,7 +174,7 @@ def test_messages_rows_load(tmp_path):
 def test_problem_solution_rows_load_with_bare_problem(tmp_path):
     path = _write_jsonl(tmp_path / "s.jsonl", [{"problem": "What is 1 + 1?", "solution": "It is $\\boxed{2}$."}])
     (row,) = load_messages(path, decontaminate=False)
-    assert row["id"] == "s-0"
+    assert row["id"] == "0"
     assert row["messages"] == [{"role": "user", "content": "What is 1 + 1?"},
                                {"role": "assistant", "content": "It is $\\boxed{2}$."}]
 
@@ -202,3 +231,10 @@ def test_output_rerendering_matches_the_kit_output_block():
     rendered = rerender_tool_outputs(long, 200)
     assert rendered.startswith("```python\nprint('x' * 500)\n```\n```output\n" + "x" * 100 + "\n... [300")
     assert rendered.endswith("x" * 100 + "\n```\nDone.")
+
+
+def test_rows_without_an_id_get_the_ids_the_evaluation_splits_give_them(tmp_path):
+    path = _write_jsonl(tmp_path / "noid.jsonl", [{"problem": f"What is {i} + {i}?", "answer": str(2 * i),
+                                                   "solution": f"$\\boxed{{{2 * i}}}$"} for i in range(3)])
+    problems, _ = load_split(str(path))
+    assert [row["id"] for row in load_messages(path, decontaminate=False)] == [p.id for p in problems]

@@ -1,6 +1,7 @@
 """KTO on the tiny model with TRL's KTOTrainer: it trains on both labels, weights balance."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -44,3 +45,32 @@ def test_kto_trains_the_tiny_model(tmp_path):
     assert any(not torch.equal(before[k], after[k]) for k in before)
     losses = [h["loss"] for h in json.loads((out / "trainer_state.json").read_text())["log_history"] if "loss" in h]
     assert len(losses) == 3 and all(torch.isfinite(torch.tensor(losses)))
+
+
+def test_tool_outputs_get_no_loss_in_the_batches_the_trainer_builds(tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import KTOConfig
+
+    from train.kto import kto_trainer
+
+    model_dir = build_tiny_model(tmp_path / "tiny")
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    # Completions as the kit writes them: the tool output (here "SECRET<i>") follows the fence.
+    rows = [{"prompt": chat_messages(f"What is {i} + {i}?"),
+             "completion": [{"role": "assistant", "content": f"```python\nprint({i} + {i})\n```\n```output\n"
+                                                             f"SECRET{i}\n```\nSo \\boxed{{{2 * i}}}."}],
+             "label": i % 2 == 0} for i in range(4)]
+    args = KTOConfig(output_dir=str(tmp_path / "kto"), per_device_train_batch_size=4, report_to="none",
+                     use_cpu=True, max_length=256)
+    trainer = kto_trainer(model, tokenizer, args, rows)
+    seen = []  # the labels of every forward pass: the scored completions, then the KL ones
+    model.register_forward_pre_hook(lambda module, a, kwargs: seen.append(kwargs["labels"]), with_kwargs=True)
+    batch = next(iter(trainer.get_train_dataloader()))
+    trainer.compute_loss(model, batch)
+    assert len(seen) >= 2
+    for labels in seen:
+        for row in labels:
+            text = tokenizer.decode(row[row != -100])
+            assert "SECRET" not in text  # the tool output
+            assert re.fullmatch(r"```python\nprint\(\d \+ \d\)\n```\n```outputSo \\boxed\{\d\}\.<\|im_end\|>", text)

@@ -15,6 +15,7 @@ import yaml
 from transformers import AutoModelForCausalLM
 
 from train import sft
+from train.data import IGNORE_INDEX, load_messages, tokenize_with_mask
 from train.merge import merge_linear, merge_lora
 from train.tiny_model import build_tiny_model
 
@@ -136,12 +137,60 @@ def test_every_recipe_parses(recipe):
 def test_numina_chat_template_labels_the_solution_and_eos(chain):
     from transformers import AutoTokenizer
 
-    from train.data import IGNORE_INDEX, tokenize_with_mask
-
     template = yaml.safe_load((ROOT / "train/recipes/numina/sft_cot.yaml").read_text())["chat_template"]
     tokenizer = AutoTokenizer.from_pretrained(chain["tiny"])
     tokenizer.chat_template = template
     messages = [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "It is 4."}]
-    ex = tokenize_with_mask(tokenizer, messages, max_length=64)
+    ex = tokenize_with_mask(tokenizer, messages)
     labelled = tokenizer.decode([t for t, lbl in zip(ex["input_ids"], ex["labels"]) if lbl != IGNORE_INDEX])
     assert labelled == "It is 4." + tokenizer.eos_token
+
+
+def smoke_tir_args(model: Path, *overrides: str):
+    parser = sft.TrlParser((sft.SFTScriptArguments, sft.SFTConfig, sft.ModelConfig))
+    return parser.parse_args_and_config(["--config", str(RECIPES / "sft_tir.yaml"),
+                                         "--model_name_or_path", str(model), *overrides])
+
+
+def labelled_tokens(labels_column) -> int:
+    return sum(label != IGNORE_INDEX for labels in labels_column for label in labels)
+
+
+def whole_chats(tokenizer, script_args) -> list[dict]:
+    rows = load_messages(script_args.dataset, limit=script_args.max_samples, decontaminate=script_args.decontaminate)
+    return [tokenize_with_mask(tokenizer, row["messages"]) for row in rows]
+
+
+def test_packing_keeps_every_labelled_token_of_chats_longer_than_max_length(chain, caplog):
+    from transformers import AutoTokenizer
+
+    script_args, training_args, _ = smoke_tir_args(chain["tiny"])
+    tokenizer = AutoTokenizer.from_pretrained(chain["tiny"])
+    whole = whole_chats(tokenizer, script_args)
+    long = [ex for ex in whole if len(ex["input_ids"]) > training_args.max_length]
+    assert len(long) > len(whole) / 2  # the smoke max_length (256) is shorter than most traces
+    with caplog.at_level("INFO", logger=sft.logger.name):
+        dataset = sft.tokenized_dataset(script_args, tokenizer, training_args)
+    # The dataset the trainer trains on, after TRL's own packing ("wrapped", from the recipe).
+    trainer = sft.SFTTrainer(model=str(chain["tiny"]), args=training_args, train_dataset=dataset,
+                             processing_class=tokenizer)
+    total = labelled_tokens(ex["labels"] for ex in whole)
+    assert labelled_tokens(trainer.train_dataset["labels"]) == total
+    assert max(map(len, trainer.train_dataset["input_ids"])) == training_args.max_length
+    assert f"kept {len(whole)} of {len(whole)} chats, {total} of {total} labelled tokens" in caplog.text
+
+
+def test_without_packing_long_chats_are_dropped_not_cut(chain, caplog):
+    from transformers import AutoTokenizer
+
+    script_args, training_args, _ = smoke_tir_args(chain["tiny"], "--packing", "false")
+    tokenizer = AutoTokenizer.from_pretrained(chain["tiny"])
+    whole = whole_chats(tokenizer, script_args)
+    short = [ex for ex in whole if len(ex["input_ids"]) <= training_args.max_length]
+    with caplog.at_level("INFO", logger=sft.logger.name):
+        dataset = sft.tokenized_dataset(script_args, tokenizer, training_args)
+    trainer = sft.SFTTrainer(model=str(chain["tiny"]), args=training_args, train_dataset=dataset,
+                             processing_class=tokenizer)
+    # Every chat trained on is whole: its answer and end of turn are there.
+    assert sorted(trainer.train_dataset["labels"]) == sorted(ex["labels"] for ex in short)
+    assert f"{len(whole) - len(short)} chats are longer than max_length 256 and were dropped" in caplog.text

@@ -17,8 +17,14 @@ user message unless a template is given. Rows are decontaminated against the eva
 by default (train/decontaminate.py). Every row is checked while loading, so a missing column
 fails with the file and line before any model is loaded.
 
-``tokenize_with_mask`` applies the chat template and labels only the assistant's text (and its
-end-of-turn token); with ``mask_tool_outputs`` the tool outputs the kit inserts are not labelled.
+``tokenize_with_mask`` applies the chat template and labels only the assistant's text and the
+template's end-of-turn marker (``end_of_turn``: ChatML's ``<|im_end|>`` even where eos is
+``<|endoftext|>``, as in Qwen2.5 base models); with ``mask_tool_outputs`` the tool outputs the kit
+inserts are not labelled. It never cuts a chat: whether a long chat is chunked by packing or
+dropped is the trainer's decision (train/sft.py).
+
+A row without an ``id`` column gets its position as id (``kit.problem_io.row_id``), as in the
+evaluation splits and the kit, so a problem file's problems and its reference solutions match.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from eval.splits import SPLITS
-from kit.problem_io import iter_rows, problem_text
+from kit.problem_io import iter_rows, problem_text, row_id
 from kit.tir import CODE_FENCE, DEFAULT_PROMPT_TEMPLATE, OUTPUT_FENCE, chat_messages, output_block
 from train import decontaminate as decon
 
@@ -154,14 +160,12 @@ def load_messages(source: str | Path, split: str = "train", limit: int | None = 
     dropped and the report is logged (and written to ``report_path`` if given). ``limit`` caps
     the rows read, before filtering."""
     source = str(source)
-    stem = Path(source).stem if Path(source).exists() else source.replace("/", "-")
     rows: list[dict] = []
     incorrect = 0
     for index, (where, row) in enumerate(_source_rows(source, split, limit)):
         if limit is not None and index >= limit:
             break
-        row_id = str(row.get("id") or f"{stem}-{index}")
-        example = row_to_example(row, where, row_id, template, system_prompt, output_max_chars)
+        example = row_to_example(row, where, row_id(row, index), template, system_prompt, output_max_chars)
         if drop_incorrect and row.get("pred_correct") is False:
             incorrect += 1
             continue
@@ -181,9 +185,26 @@ def load_messages(source: str | Path, split: str = "train", limit: int | None = 
     return kept
 
 
+_PROBE = "\u2063probe\u2063"  # content no real message contains (U+2063 is invisible)
+
+
+def end_of_turn(tokenizer) -> str:
+    """The marker the chat template writes after an assistant message's content (whitespace after
+    it excluded), read off a rendered one-turn chat: not ``eos_token``, which a base model's
+    tokenizer may set to something else (Qwen2.5: eos ``<|endoftext|>``, turns end ``<|im_end|>``)."""
+    messages = [{"role": "user", "content": "?"}, {"role": "assistant", "content": _PROBE}]
+    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    marker = text[text.index(_PROBE) + len(_PROBE):].rstrip()
+    if not marker:
+        raise ValueError("the chat template writes nothing after an assistant message, so the model could "
+                         f"never learn to stop; end assistant turns with a marker (rendered: {text!r})")
+    return marker
+
+
 def _assistant_spans(tokenizer, messages: list[dict], text: str) -> list[tuple[int, int]]:
     """Character spans of the assistant contents in the rendered chat, each extended over the
-    end-of-turn token that follows it (the model must learn to stop)."""
+    end-of-turn marker that follows it (the model must learn to stop)."""
+    marker = end_of_turn(tokenizer)
     spans = []
     for i, message in enumerate(messages):
         if message["role"] != "assistant":
@@ -196,9 +217,8 @@ def _assistant_spans(tokenizer, messages: list[dict], text: str) -> list[tuple[i
         if start < 0:
             raise ValueError(f"assistant message {i} does not appear verbatim in the rendered chat template")
         end = start + len(message["content"])
-        eos = tokenizer.eos_token
-        if eos and text.startswith(eos, end):
-            end += len(eos)
+        if text.startswith(marker, end):
+            end += len(marker)
         spans.append((start, end))
     return spans
 
@@ -211,10 +231,10 @@ def tool_output_spans(content: str) -> list[tuple[int, int]]:
     return [(m.start() + len(OUTPUT_FENCE), m.end()) for m in _OUTPUT_BLOCK.finditer(content)]
 
 
-def tokenize_with_mask(tokenizer, messages: list[dict], max_length: int, mask_tool_outputs: bool = True) -> dict:
-    """``input_ids``, ``attention_mask`` and ``labels`` (lists) for one chat, cut to ``max_length``.
+def tokenize_with_mask(tokenizer, messages: list[dict], mask_tool_outputs: bool = True) -> dict:
+    """``input_ids``, ``attention_mask`` and ``labels`` (lists) for one whole chat.
 
-    Labels are ``IGNORE_INDEX`` except on the assistant contents and their end-of-turn token;
+    Labels are ``IGNORE_INDEX`` except on the assistant contents and their end-of-turn marker;
     with ``mask_tool_outputs`` also on the tool-output blocks (``tool_output_spans``). A token is
     labelled when its first character is in a labelled span. Needs a fast tokenizer (offsets)."""
     if not tokenizer.is_fast:
@@ -230,8 +250,8 @@ def tokenize_with_mask(tokenizer, messages: list[dict], max_length: int, mask_to
                 cursor = start + out_end
         labelled.append((cursor, end))
     encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    input_ids = list(encoding["input_ids"])[:max_length]
-    offsets = list(encoding["offset_mapping"])[:max_length]
+    input_ids = list(encoding["input_ids"])
+    offsets = list(encoding["offset_mapping"])
     labels = [token if any(a <= first < b for a, b in labelled) else IGNORE_INDEX
               for token, (first, _last) in zip(input_ids, offsets)]
     return {"input_ids": input_ids, "attention_mask": [1] * len(input_ids), "labels": labels}

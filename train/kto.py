@@ -10,6 +10,11 @@ TRL advises keeping ``desirable_weight * n_desirable / (undesirable_weight * n_u
 between 1 and 4/3. With ``balance_weights: true`` (the default) the desirable weight is set
 from the data's label counts to the low end of that range, so a model that is mostly wrong
 (few desirable samples) still learns from what it got right.
+
+A completion holds the tool outputs the kit wrote into it. TRL's KTOTrainer scores every
+completion token, so ``ToolMaskedKTOTrainer`` narrows its ``completion_mask`` to the tokens
+``train.data.tokenize_with_mask`` labels (the SFT rule: the model's own text, the ```` ```output ````
+fence and the end-of-turn marker), for the scored completions and the KL ones alike.
 """
 
 from __future__ import annotations
@@ -19,10 +24,14 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.trainer_utils import get_last_checkpoint
 from trl import KTOConfig, KTOTrainer, ModelConfig, TrlParser, get_peft_config
+from trl.trainer.kto_trainer import DataCollatorForUnpairedPreference
+
+from train.data import IGNORE_INDEX, tokenize_with_mask
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +62,59 @@ def balanced_desirable_weight(n_desirable: int, n_undesirable: int, undesirable_
     return undesirable_weight * n_undesirable / n_desirable
 
 
+@dataclass
+class ToolMaskedCollator(DataCollatorForUnpairedPreference):
+    """TRL's collator, with ``completion_mask`` (and ``KL_completion_mask``) zero on the tokens
+    the example's ``loss_mask`` (``KL_loss_mask``) leaves out."""
+
+    def torch_call(self, examples: list[dict]) -> dict:
+        output = super().torch_call(examples)
+        for prefix in ("", "KL_"):
+            if f"{prefix}loss_mask" not in examples[0]:
+                continue
+            completion_mask = output[f"{prefix}completion_mask"]
+            for row, example in enumerate(examples):
+                # The collator kept the first max_length tokens of prompt + completion; cut the mask alike.
+                mask = ([1] * len(example["prompt_ids"]) + example[f"{prefix}loss_mask"])[:completion_mask.size(1)]
+                completion_mask[row, :len(mask)] *= torch.tensor(mask, dtype=completion_mask.dtype)
+        return output
+
+
+class ToolMaskedKTOTrainer(KTOTrainer):
+    """KTOTrainer that puts no loss on the tool outputs inside completions (module docstring).
+    Build it with ``kto_trainer``, which gives it the collator that applies the masks."""
+
+    def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+        dataset = super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+
+        def loss_mask(example: dict) -> dict:
+            encoded = tokenize_with_mask(self._tokenizer, example["prompt"] + example["completion"])
+            if encoded["input_ids"] != example["prompt_ids"] + example["completion_ids"]:
+                raise ValueError(f"{dataset_name} dataset: TRL and train.data tokenize the chat differently, so the "
+                                 f"tool outputs cannot be located (completion {example['completion']!r:.200})")
+            labels = encoded["labels"][len(example["prompt_ids"]):]
+            return {"loss_mask": [int(label != IGNORE_INDEX) for label in labels]}
+
+        dataset = dataset.map(loss_mask, desc=f"Masking tool outputs in {dataset_name} dataset")
+        if "KL_completion_ids" in dataset.column_names:
+            # A KL completion is another row's completion (TRL rotates them within a batch).
+            masks = {tuple(ids): mask for ids, mask in zip(dataset["completion_ids"], dataset["loss_mask"])}
+            dataset = dataset.map(lambda example: {"KL_loss_mask": masks[tuple(example["KL_completion_ids"])]})
+        return dataset
+
+    def _set_signature_columns_if_needed(self):
+        if self._signature_columns is None:  # the columns the trainer keeps for the collator
+            super()._set_signature_columns_if_needed()
+            self._signature_columns += ["loss_mask", "KL_loss_mask"]
+
+
+def kto_trainer(model, tokenizer, training_args: KTOConfig, rows: list[dict], peft_config=None) -> ToolMaskedKTOTrainer:
+    collator = ToolMaskedCollator(pad_token_id=tokenizer.pad_token_id, max_length=training_args.max_length,
+                                  pad_to_multiple_of=training_args.pad_to_multiple_of)
+    return ToolMaskedKTOTrainer(model=model, args=training_args, train_dataset=Dataset.from_list(rows),
+                                processing_class=tokenizer, data_collator=collator, peft_config=peft_config)
+
+
 def main(script_args: KTOScriptArguments, training_args: KTOConfig, model_args: ModelConfig) -> None:
     # --- data
     rows = load_kto_rows(script_args.dataset)
@@ -67,8 +129,7 @@ def main(script_args: KTOScriptArguments, training_args: KTOConfig, model_args: 
     model = AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path, dtype=model_args.dtype)
 
     # --- train
-    trainer = KTOTrainer(model=model, args=training_args, train_dataset=Dataset.from_list(rows),
-                         processing_class=tokenizer, peft_config=get_peft_config(model_args))
+    trainer = kto_trainer(model, tokenizer, training_args, rows, get_peft_config(model_args))
     last = get_last_checkpoint(training_args.output_dir) if Path(training_args.output_dir).is_dir() else None
     trainer.train(resume_from_checkpoint=last)
 

@@ -15,6 +15,12 @@ TRL's ``assistant_only_loss``) is what lets the labels also mask the tool output
 assistant turn: the kit writes those at inference, the model must not learn to predict them.
 SFTTrainer keeps a given ``labels`` column as is, through packing too.
 
+Chats are never cut to ``max_length`` one by one: with packing that chunks the token stream
+(``wrapped``, Numina's concatenate-then-chunk, or ``bfd_split``) every token is trained on, as
+TRL intends; where a chat must fit one sequence (no packing, or ``bfd``, which TRL would cut
+at ``max_length``), a longer chat is dropped, since cutting it would keep its problem and lose
+its answer and end of turn. The log says how many chats and labelled tokens are kept.
+
 With ``use_peft: true`` only the adapter is saved; ``python -m train.merge lora`` merges it.
 """
 
@@ -62,19 +68,35 @@ class SFTScriptArguments:
     )
 
 
-def tokenized_dataset(script_args: SFTScriptArguments, tokenizer, max_length: int) -> Dataset:
-    """The recipe's rows as ``input_ids``/``labels``, each cut to ``max_length``."""
+# Packing strategies that chunk the token stream, so a chat longer than max_length loses nothing.
+CHUNKING_STRATEGIES = ("wrapped", "bfd_split")
+
+
+def _labelled(example: dict) -> int:
+    return sum(label != IGNORE_INDEX for label in example["labels"])
+
+
+def tokenized_dataset(script_args: SFTScriptArguments, tokenizer, training_args: SFTConfig) -> Dataset:
+    """The recipe's rows as whole ``input_ids``/``labels``, minus the chats longer than
+    ``max_length`` when they must fit one sequence (see the module docstring)."""
     rows = load_messages(script_args.dataset, split=script_args.dataset_split, limit=script_args.max_samples,
                          decontaminate=script_args.decontaminate)
-    examples = [tokenize_with_mask(tokenizer, row["messages"], max_length, script_args.mask_tool_outputs)
-                for row in rows]
-    # A chat whose answer starts beyond max_length carries no loss; it would only dilute the batch.
-    examples = [{"input_ids": ex["input_ids"], "labels": ex["labels"]} for ex in examples
-                if any(label != IGNORE_INDEX for label in ex["labels"])]
-    if not examples:
+    examples = [tokenize_with_mask(tokenizer, row["messages"], script_args.mask_tool_outputs) for row in rows]
+    max_length = training_args.max_length
+    chunked = training_args.packing and training_args.packing_strategy in CHUNKING_STRATEGIES
+    kept = [{"input_ids": ex["input_ids"], "labels": ex["labels"]} for ex in examples
+            if chunked or max_length is None or len(ex["input_ids"]) <= max_length]
+    how = (f"packing {training_args.packing_strategy} chunks long chats" if chunked
+           else f"chats longer than max_length {max_length} dropped")
+    logger.info("%s: kept %d of %d chats, %d of %d labelled tokens (%s)", script_args.dataset, len(kept),
+                len(examples), sum(map(_labelled, kept)), sum(map(_labelled, examples)), how)
+    if len(kept) < len(examples):
+        logger.warning("%s: %d chats are longer than max_length %s and were dropped; raise max_length or pack "
+                       "with packing_strategy %s to train on them", script_args.dataset,
+                       len(examples) - len(kept), max_length, " or ".join(CHUNKING_STRATEGIES))
+    if not kept:
         raise ValueError(f"no training examples left from {script_args.dataset}")
-    logger.info("%s: %d training examples (%d rows read)", script_args.dataset, len(examples), len(rows))
-    return Dataset.from_list(examples)
+    return Dataset.from_list(kept)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -97,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     if tokenizer.pad_token is None:
         # Base models (deepseek-math) have none; the collator pads with it and labels padding -100 anyway.
         tokenizer.pad_token = tokenizer.eos_token
-    train_dataset = tokenized_dataset(script_args, tokenizer, training_args.max_length)
+    train_dataset = tokenized_dataset(script_args, tokenizer, training_args)
 
     # --- model: SFTTrainer loads it from the path with these kwargs (and quantizes it for QLoRA)
     training_args.model_init_kwargs = {

@@ -30,12 +30,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from eval import metrics
 from eval.splits import load_split
 from kit.config import add_config_flags, config_overrides, load_config
 from kit.engine import GenerationStep
 from kit.sctir import ProblemResult
 from kit.solver import Solver
-from kit.voting import Vote, first_firing_rule, majority_vote, parse_rules
+from kit.voting import parse_rules
 
 OVERHEAD_TARGET = 1.10
 ASYNC_TARGET = 1.3
@@ -142,23 +143,17 @@ def replay_early_stop(results: list[ProblemResult], rules: list[str]) -> dict:
     tokens_full = tokens_used = time_full = time_used = 0.0
     agree = fired = 0
     for r in results:
-        finished = sorted((c for c in r.candidates if c.finished_at_s is not None), key=lambda c: c.finished_at_s)
+        finished = [c for c in r.candidates if c.finished_at_s is not None]
         end = max((c.finished_at_s for c in finished), default=0.0)
-        stop_at, votes = end, []
-        for i, c in enumerate(finished):
-            if c.status == "answered":
-                votes.append(Vote(c.index, c.answer))
-            running = len(finished) - i - 1
-            if running and first_firing_rule(parsed, [v.answer for v in votes], running) is not None:
-                stop_at = c.finished_at_s
-                fired += 1
-                break
+        early = metrics.replay_early_stop(finished, parsed)
+        stop_at = early.stopped_at_s if early else end
+        fired += early is not None
         for c in finished:
             share = 1.0 if c.finished_at_s <= stop_at else stop_at / c.finished_at_s
             tokens_used += share * c.generated_tokens
         tokens_full += sum(c.generated_tokens for c in finished)
         time_full, time_used = time_full + end, time_used + stop_at
-        agree += majority_vote(votes).answer == r.vote.answer
+        agree += (early.vote if early else r.vote).answer == r.vote.answer
     return {
         "rules": rules,
         "fired": fired,
