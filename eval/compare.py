@@ -7,7 +7,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from eval.runfiles import read_complete_lines
+from eval.runs import read_complete_lines
 
 ROWS = (
     ("accuracy", "accuracy (submitted answer)", "pct"),

@@ -16,7 +16,7 @@ early-stop rules are replayed on them (eval.metrics.replay_early_stop) for the s
 Lines are appended problem by problem (samples first, then the problem line, flushed and
 synced), so a killed run resumes where it stopped with ``--resume``: finished problems are
 kept, a half-written last line is dropped. Files that are rewritten are replaced atomically
-(eval.runfiles.replace_file).
+(eval.runs.replace_file).
 """
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ from pathlib import Path
 import yaml
 from tqdm import tqdm
 
-from eval.grader import Grader
+from eval.grading.grader import Grader
 from eval.metrics import replay_early_stop, summarize
 from eval.report import write_report
-from eval.runfiles import append_lines, json_lines, read_complete_lines, replace_file
+from eval.runs import append_lines, json_lines, read_complete_lines, replace_file
 from eval.splits import EvalProblem
 from kit.answers import AnswerProfile, get_profile
 from kit.config import KitConfig, load_config, resolve_config_path

@@ -15,7 +15,7 @@ import sys
 import time
 from contextlib import nullcontext
 
-from kit.competitions import COMPETITIONS
+from kit.kaggle.competitions import COMPETITIONS
 from kit.config import add_config_flags, config_overrides, load_config
 
 
@@ -99,7 +99,7 @@ def solve(args: argparse.Namespace) -> int:
 
 
 def bundle(args: argparse.Namespace) -> int:
-    from kit.bundle import build_bundle
+    from kit.kaggle.bundle import build_bundle
 
     build_bundle(profile=args.profile, model=args.model, out=args.out, owner=args.owner, push=args.push,
                  wheels=args.wheels, python_version=args.python_version, glibc=args.glibc,

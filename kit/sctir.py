@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from kit.answers import AnswerProfile, last_boxed, last_number
 from kit.config import KitConfig
 from kit.engine import Engine
-from kit.executor import ExecutorPool, Session
+from kit.sandbox.pool import ExecutorPool, Session
 from kit.tir import OUTPUT_FENCE, code_stop_string, code_to_run, open_code_block, output_block
 from kit.voting import EarlyStopRule, Vote, VoteResult, first_firing_rule, majority_vote
 

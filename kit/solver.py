@@ -26,7 +26,7 @@ from collections.abc import Callable
 from kit.answers import get_profile
 from kit.config import KitConfig
 from kit.engine import Engine, GenerationStep, VllmEngine, is_engine_dead
-from kit.executor import ExecutorPool
+from kit.sandbox.pool import ExecutorPool
 from kit.sctir import ProblemResult, ProblemRun
 from kit.voting import VoteResult, parse_rules
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from kit.__main__ import main
-from kit.bundle import build_bundle, check_slug
-from kit.competitions import COMPETITIONS, get_competition
+from kit.kaggle.bundle import build_bundle, check_slug
+from kit.kaggle.competitions import COMPETITIONS, get_competition
 
 SLUG = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 KERNEL_FIELDS = {

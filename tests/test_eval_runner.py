@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from eval import runfiles, runner
+from eval import runs, runner
 from eval.compare import compare_runs
 from eval.report import PLOTS
 from eval.runner import run_split
@@ -154,7 +154,7 @@ def test_a_failure_while_samples_are_rewritten_on_resume_loses_nothing(tmp_path,
     before = (tmp_path / "samples.jsonl").read_text()
 
     def disk_full_after_two(records):
-        for i, line in enumerate(runfiles.json_lines(records)):
+        for i, line in enumerate(runs.json_lines(records)):
             if i == 2:
                 raise OSError(28, "No space left on device")
             yield line

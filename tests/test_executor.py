@@ -1,4 +1,4 @@
-"""Tests of kit.executor against real sandbox processes (one property per test)."""
+"""Tests of kit.sandbox.pool against real sandbox processes (one property per test)."""
 
 import asyncio
 import json
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from kit.executor import ExecutorPool, sweep_uids
+from kit.sandbox.pool import ExecutorPool, sweep_uids
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="per-session uids need root")
@@ -357,7 +357,7 @@ def test_close_leaves_no_process_of_the_pool():
 
 KIT_SCRIPT = """
 import asyncio, json, time
-from kit.executor import ExecutorPool
+from kit.sandbox.pool import ExecutorPool
 
 async def main():
     pool = ExecutorPool()

@@ -1,4 +1,4 @@
-"""kit.executor under cancellation, the way early stop and deadlines cancel candidates:
+"""kit.sandbox.pool under cancellation, the way early stop and deadlines cancel candidates:
 opening, running and closing sessions cancelled at their await points, more sessions wanted
 than there are uids, and a stress run of the SC-TIR loop (scripted engine, real sandbox)."""
 
@@ -12,8 +12,8 @@ import pytest
 
 from kit.answers import get_profile
 from kit.config import KitConfig
-from kit.executor import UIDS_PER_POOL, ExecutorPool
-from kit.sandbox_process import SessionProcess
+from kit.sandbox.pool import UIDS_PER_POOL, ExecutorPool
+from kit.sandbox.process import SessionProcess
 from kit.sctir import ProblemRun
 from kit.solver import Solver
 from kit.voting import parse_rules

@@ -1,4 +1,4 @@
-"""Tests of eval.grader with the real math-verify (one property per test).
+"""Tests of eval.grading.grader with the real math-verify (one property per test).
 
 The answer tables pin the behaviour of math-verify 0.9.0 as this grader uses it: equal answers in
 other forms are correct, look-alikes are wrong, and a few lenient or surprising behaviours
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from eval.grader import Grade, Grader, grade_integer, normalize_answer
+from eval.grading.grader import Grade, Grader, grade_integer, normalize_answer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Math-Verify issue #65: hangs in verify (CPU-bound, little memory) despite its own timeout.
@@ -299,7 +299,7 @@ def _run_child(body: str) -> subprocess.Popen:
 
 def test_interpreter_exit_without_close_leaves_no_process():
     child = _run_child("""
-        from eval.grader import Grader
+        from eval.grading.grader import Grader
         grader = Grader(workers=2)
         grader.grade_many([(r"\\frac{1}{2}", "0.5"), ("x^2", "x^3"), (r"2\\pi", r"2 \\pi")])
         print(*grader.worker_pids(), flush=True)
@@ -312,7 +312,7 @@ def test_interpreter_exit_without_close_leaves_no_process():
 def test_workers_exit_when_the_parent_is_killed():
     child = _run_child(f"""
         import threading, time
-        from eval.grader import Grader
+        from eval.grading.grader import Grader
         grader = Grader(workers=2, timeout_s=60)
         grader.grade_many([(r"\\frac{{1}}{{2}}", "0.5"), ("x^2", "x^3")] * 2)
         threading.Thread(target=grader.grade, args=("1", {HANG!r}), daemon=True).start()

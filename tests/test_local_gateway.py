@@ -1,4 +1,4 @@
-"""kit/local_gateway.py: the local stand-in for Kaggle's evaluation API enforces its contract."""
+"""kit/kaggle/local_gateway.py: the local stand-in for Kaggle's evaluation API enforces its contract."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pandas as pd
 import polars as pl
 import pytest
 
-from kit.competitions import get_competition
-from kit.local_gateway import GatewayError, GatewayRun, make_env, run_local_gateway
+from kit.kaggle.competitions import get_competition
+from kit.kaggle.local_gateway import GatewayError, GatewayRun, make_env, run_local_gateway
 
 AIMO3 = get_competition("aimo3")
 AIMO2 = get_competition("aimo2")

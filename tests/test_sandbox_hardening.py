@@ -1,5 +1,5 @@
 """The sandbox from inside: cells that damage the interpreter, the network and /tmp of a session,
-and binary output (kit.executor's guarantees; one property per test)."""
+and binary output (kit.sandbox.pool's guarantees; one property per test)."""
 
 import asyncio
 import logging
@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from kit.executor import ExecutorPool
+from kit.sandbox.pool import ExecutorPool
 
 CAPTURE = 16384
 
@@ -36,9 +36,9 @@ class _Records(logging.Handler):
 
 @pytest.fixture(scope="module")
 def pool_and_log():
-    """One pool for the module, with what kit.executor logged while it started."""
+    """One pool for the module, with what kit.sandbox.pool logged while it started."""
     records = _Records()
-    logger = logging.getLogger("kit.executor")
+    logger = logging.getLogger("kit.sandbox.pool")
     logger.addHandler(records)
     logger.setLevel(logging.INFO)
     loop = asyncio.new_event_loop()

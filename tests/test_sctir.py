@@ -12,7 +12,7 @@ import pytest
 from kit.answers import get_profile
 from kit.config import KitConfig
 from kit.engine import GenerationStep
-from kit.executor import CellResult, ExecutorPool
+from kit.sandbox.pool import CellResult, ExecutorPool
 from kit.sctir import ProblemRun
 from kit.tir import code_stop_string
 from kit.solver import Solver

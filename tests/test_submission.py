@@ -14,12 +14,12 @@ import pandas as pd
 import polars as pl
 import pytest
 
-from kit.competitions import get_competition
+from kit.kaggle.competitions import get_competition
 from kit.config import KitConfig, load_config
-from kit.local_gateway import run_local_gateway
+from kit.kaggle.local_gateway import run_local_gateway
 from kit.sctir import ProblemResult
 from kit.solver import Solver
-from kit.submission import NotReadyError, Submission, serve
+from kit.kaggle.submission import NotReadyError, Submission, serve
 from kit.voting import VoteResult
 from scripted_engine import ScriptedEngine, code_step
 

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from kit.time_bank import TimeBank
+from kit.kaggle.time_bank import TimeBank
 
 
 class FakeClock:

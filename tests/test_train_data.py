@@ -12,7 +12,7 @@ import pytest
 from eval.splits import load_split
 from kit.embedded_model import resolve_model_path
 from kit.tir import DEFAULT_PROMPT_TEMPLATE, OUTPUT_FENCE, render_prompt
-from train.data import (GSM8K_SLICE, IGNORE_INDEX, TIR_TRACES, end_of_turn, load_messages, rerender_tool_outputs,
+from train.chats import (GSM8K_SLICE, IGNORE_INDEX, TIR_TRACES, end_of_turn, load_messages, rerender_tool_outputs,
                         tokenize_with_mask)
 from train.decontaminate import build_eval_ngrams, decontaminate, normalize, write_report
 

@@ -2,13 +2,13 @@
 
 from pathlib import Path
 
-from eval.grader import Grader
+from eval.grading.grader import Grader
 from eval.splits import EvalProblem
 from kit.config import KitConfig
 from kit.solver import Solver
 from kit.tir import chat_messages
 from scripted_engine import AnswerBook
-from train.data import TIR_TRACES
+from train.chats import TIR_TRACES
 from train.kto_data import reference_rows, sample_rows
 
 RECIPES = Path(__file__).resolve().parent.parent / "train/recipes/smoke"
@@ -46,7 +46,7 @@ def test_sampling_several_problems_at_once_gives_the_same_rows():
 
 
 def test_candidates_that_ended_in_a_kit_error_are_left_out(monkeypatch):
-    from kit.executor import ExecutorPool
+    from kit.sandbox.pool import ExecutorPool
     from scripted_engine import ScriptedEngine, code_step
 
     async def no_session(pool):
@@ -67,7 +67,7 @@ def test_the_smoke_recipe_samples_the_tir_model_in_the_format_it_was_trained_in(
     from trl import TrlParser
 
     from kit.tir import render_prompt
-    from train.data import load_messages
+    from train.chats import load_messages
     from train.kto_data import KtoDataArguments, sampling_config
 
     (args,) = TrlParser((KtoDataArguments,)).parse_args_and_config(["--config", str(RECIPES / "kto_data.yaml")])

@@ -15,7 +15,7 @@ import yaml
 from transformers import AutoModelForCausalLM
 
 from train import sft
-from train.data import IGNORE_INDEX, load_messages, tokenize_with_mask
+from train.chats import IGNORE_INDEX, load_messages, tokenize_with_mask
 from train.merge import merge_linear, merge_lora
 from train.tiny_model import build_tiny_model
 

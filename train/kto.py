@@ -13,7 +13,7 @@ from the data's label counts to the low end of that range, so a model that is mo
 
 A completion holds the tool outputs the kit wrote into it. TRL's KTOTrainer scores every
 completion token, so ``ToolMaskedKTOTrainer`` narrows its ``completion_mask`` to the tokens
-``train.data.tokenize_with_mask`` labels (the SFT rule: the model's own text, the ```` ```output ````
+``train.chats.tokenize_with_mask`` labels (the SFT rule: the model's own text, the ```` ```output ````
 fence and the end-of-turn marker), for the scored completions and the KL ones alike.
 """
 
@@ -31,7 +31,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from trl import KTOConfig, KTOTrainer, ModelConfig, TrlParser, get_peft_config
 from trl.trainer.kto_trainer import DataCollatorForUnpairedPreference
 
-from train.data import IGNORE_INDEX, tokenize_with_mask
+from train.chats import IGNORE_INDEX, tokenize_with_mask
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class ToolMaskedKTOTrainer(KTOTrainer):
         def loss_mask(example: dict) -> dict:
             encoded = tokenize_with_mask(self._tokenizer, example["prompt"] + example["completion"])
             if encoded["input_ids"] != example["prompt_ids"] + example["completion_ids"]:
-                raise ValueError(f"{dataset_name} dataset: TRL and train.data tokenize the chat differently, so the "
+                raise ValueError(f"{dataset_name} dataset: TRL and train.chats tokenize the chat differently, so the "
                                  f"tool outputs cannot be located (completion {example['completion']!r:.200})")
             labels = encoded["labels"][len(example["prompt_ids"]):]
             return {"loss_mask": [int(label != IGNORE_INDEX) for label in labels]}

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from eval.grader import Grader
+from eval.grading.grader import Grader
 from eval.splits import EvalProblem, load_split
 from kit.answers import get_profile
 from kit.config import KitConfig, load_config
@@ -96,7 +96,7 @@ def sample_rows(solver, grader: Grader, problems: list[EvalProblem], cfg: KitCon
 
 def reference_rows(source: str, problems: list[EvalProblem], cfg: KitConfig) -> list[dict]:
     """The data's own solutions (the assistant turn of its chats) as desirable rows."""
-    from train.data import load_messages
+    from train.chats import load_messages
 
     solutions = {row["id"]: row["messages"][-1]["content"] for row in load_messages(source, decontaminate=False)}
     return [{"prompt": chat_messages(p.problem, cfg.prompt_template, cfg.system_prompt),

@@ -27,7 +27,7 @@ from pathlib import Path
 from transformers import AutoTokenizer
 from trl import TrlParser
 
-from train.data import load_messages
+from train.chats import load_messages
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class QuantizeArguments:
     output_dir: str = field(metadata={"help": "Where the quantized model is written (a vLLM-loadable folder)."})
     dataset: str = field(
         default="AI-MO/NuminaMath-TIR",
-        metadata={"help": "Calibration data for train.data.load_messages: a local file or a hub dataset id."},
+        metadata={"help": "Calibration data for train.chats.load_messages: a local file or a hub dataset id."},
     )
     dataset_split: str = field(default="train", metadata={"help": "Split of a hub dataset (ignored for files)."})
     num_calibration_samples: int = field(default=256, metadata={"help": "Calibration chats (Numina: 256)."})

@@ -9,7 +9,7 @@ A recipe is a YAML file whose keys are fields of ``SFTScriptArguments`` (below),
 command-line flags override it. A key that belongs to none of them is an error, raised before
 any model loads. Training resumes from the last ``checkpoint-*`` in ``output_dir``.
 
-The data goes through ``train.data``: rows become chats, chats are rendered with the tokenizer's
+The data goes through ``train.chats``: rows become chats, chats are rendered with the tokenizer's
 chat template and tokenized here into ``input_ids``/``labels``. Pre-tokenizing (rather than
 TRL's ``assistant_only_loss``) is what lets the labels also mask the tool outputs *inside* an
 assistant turn: the kit writes those at inference, the model must not learn to predict them.
@@ -36,7 +36,7 @@ from transformers import AutoTokenizer
 from transformers.trainer_utils import get_last_checkpoint
 from trl import ModelConfig, SFTConfig, SFTTrainer, TrlParser, get_peft_config, get_quantization_config
 
-from train.data import IGNORE_INDEX, load_messages, tokenize_with_mask
+from train.chats import IGNORE_INDEX, load_messages, tokenize_with_mask
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class SFTScriptArguments:
     """What the recipe says about the data; the rest is SFTConfig and ModelConfig."""
 
     dataset: str = field(
-        metadata={"help": "Training data for train.data.load_messages: a local .jsonl/.csv/.parquet file "
+        metadata={"help": "Training data for train.chats.load_messages: a local .jsonl/.csv/.parquet file "
                           "or a hub dataset id (e.g. AI-MO/NuminaMath-CoT)."},
     )
     dataset_split: str = field(default="train", metadata={"help": "Split of a hub dataset (ignored for files)."})
@@ -59,7 +59,7 @@ class SFTScriptArguments:
                           "inference, the model does not."},
     )
     decontaminate: bool = field(
-        default=True, metadata={"help": "Drop rows sharing a 13-gram with the evaluation splits (train.data)."}
+        default=True, metadata={"help": "Drop rows sharing a 13-gram with the evaluation splits (train.chats)."}
     )
     chat_template: str | None = field(
         default=None,

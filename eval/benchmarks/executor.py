@@ -1,4 +1,4 @@
-"""Benchmark kit.executor: a typical tool cell in a warm session vs. one fresh interpreter per cell.
+"""Benchmark kit.sandbox.pool: a typical tool cell in a warm session vs. one fresh interpreter per cell.
 
 The baseline is what Numina's notebook did: write the cell, behind an `import math, numpy,
 sympy` header, to a temporary file and run `python3 file` in a subprocess. Both are measured
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from kit.executor import ExecutorPool
+from kit.sandbox.pool import ExecutorPool
 
 # The typical cell: a sympy solve of a polynomial with integer roots, as competition
 # problems usually have (distinct coefficients each time, so sympy's cache does not help).

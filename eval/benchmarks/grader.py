@@ -1,4 +1,4 @@
-"""Benchmark eval.grader: grade every MATH test answer against itself, cache off.
+"""Benchmark eval.grading.grader: grade every MATH test answer against itself, cache off.
 
 Self-grading should come out ~100% correct; the pairs that do not are parser gaps of
 math-verify (or of our integer fast path). Every pair is really graded: the Grader's cache is
@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from eval.grader import Grader
+from eval.grading.grader import Grader
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 DATA_CANDIDATES = [REPO_ROOT / "eval" / "data" / "math_test.jsonl", REPO_ROOT.parent / "shared" / "data" / "math_test.jsonl"]

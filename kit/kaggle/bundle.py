@@ -24,10 +24,10 @@ import time
 from collections import deque
 from pathlib import Path
 
-from kit.competitions import get_competition
-from kit.offline import REQUIREMENTS as GPU_REQUIREMENTS
+from kit.kaggle.competitions import get_competition
+from kit.kaggle.offline import REQUIREMENTS as GPU_REQUIREMENTS
 
-KIT_DIR = Path(__file__).resolve().parent
+KIT_DIR = Path(__file__).resolve().parents[1]
 NOTEBOOK = KIT_DIR.parent / "notebooks" / "aimo_submission.ipynb"
 PLACEHOLDER_OWNER = "YOUR_KAGGLE_USERNAME"
 # kaggle-cli docs/kernels.md (2026): the ids `machine_shape` / --accelerator accept. NvidiaTeslaT4 is

@@ -1,6 +1,6 @@
 """Serving a Kaggle competition from a notebook: the ``predict`` function Kaggle calls, the
 time bank that keeps the run inside the limit, and the loop that hands ``predict`` to
-Kaggle's evaluation API (or to the local stand-in, ``kit.local_gateway``, off Kaggle).
+Kaggle's evaluation API (or to the local stand-in, ``kit.kaggle.local_gateway``, off Kaggle).
 
 Guarantees:
 
@@ -40,10 +40,10 @@ from pathlib import Path
 import polars as pl
 
 from kit.answers import get_profile
-from kit.competitions import Competition, get_competition
+from kit.kaggle.competitions import Competition, get_competition
 from kit.config import KitConfig, load_config
 from kit.solver import Solver
-from kit.time_bank import TimeBank
+from kit.kaggle.time_bank import TimeBank
 
 log = logging.getLogger(__name__)
 
@@ -307,7 +307,7 @@ def serve(submission: Submission, test_csv: str | None = None, out_path: str = "
     """Hand ``predict`` to the competition's API: Kaggle's package when it is mounted (the
     rerun serves the hidden set; an interactive run uses Kaggle's local gateway), else the
     local stand-in with the same contract."""
-    from kit import local_gateway
+    from kit.kaggle import local_gateway
 
     competition = submission.competition
     test_csv = test_csv or competition.test_csv

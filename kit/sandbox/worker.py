@@ -1,6 +1,6 @@
-"""Code that runs inside the sandbox of kit.executor: the template process and its sessions.
+"""Code that runs inside the sandbox of kit.sandbox.pool: the template process and its sessions.
 
-Started by the kit as ``python -m kit.sandbox_worker CONFIG_JSON``. The process imports numpy,
+Started by the kit as ``python -m kit.sandbox.worker CONFIG_JSON``. The process imports numpy,
 sympy and math once, warms sympy up, and becomes the *template*: it waits on a SOCK_SEQPACKET
 control socket for spawn requests ``{"uid": int | null, "dir": str}`` and answers each with
 ``{"pid": int}`` plus two file descriptors passed by SCM_RIGHTS: the kit's end of the new

@@ -29,7 +29,7 @@ Guarantees
   ``MemoryError``, a worker that got near its cap, or one that dies gives ``error`` and a fresh
   worker; the grader goes on.
 - No signals in the calling process, so a Grader can be used from any thread (grade() is
-  thread-safe). Workers are fresh interpreters (``python -m eval.grader_worker``, i.e.
+  thread-safe). Workers are fresh interpreters (``python -m eval.grading.worker``, i.e.
   fork+exec, the "spawn" model), never a fork of a process that may hold vLLM threads.
 - No process left behind: close() (or ``with``) kills and reaps the workers; a Grader that is
   garbage-collected or still open at interpreter exit is closed by a weakref finalizer (atexit).
@@ -70,11 +70,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT_S = 60.0
 MAX_DEFAULT_WORKERS = 4
 # A worker whose peak address space reached this fraction of its cap is replaced after the pair,
-# and a "no match" verdict reached there is reported as "error" (see eval.grader_worker).
+# and a "no match" verdict reached there is reported as "error" (see eval.grading.worker).
 NEAR_CAP = 0.75
 
 
@@ -169,7 +169,7 @@ def _popen_worker(command: list[str]) -> subprocess.Popen:
     global _spawner
     with _spawner_lock:
         if _spawner is None or not _spawner.is_alive():  # first use, or in a forked child
-            _spawner = threading.Thread(target=_spawner_loop, name="eval.grader-spawner", daemon=True)
+            _spawner = threading.Thread(target=_spawner_loop, name="eval.grading.grader-spawner", daemon=True)
             _spawner.start()
     done: Future = Future()
     _spawn_requests.put((command, done))
@@ -181,7 +181,7 @@ class _Worker:
 
     def __init__(self, memory_mb: int):
         config = {"memory_mb": memory_mb, "parent_pid": os.getpid()}
-        command = [sys.executable, "-m", "eval.grader_worker", json.dumps(config)]
+        command = [sys.executable, "-m", "eval.grading.worker", json.dumps(config)]
         self.proc = _popen_worker(command)
         self._buffer = b""
         self.ready = False

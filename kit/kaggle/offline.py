@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-REQUIREMENTS = Path(__file__).resolve().parent / "requirements-gpu.txt"
+REQUIREMENTS = Path(__file__).resolve().parents[1] / "requirements-gpu.txt"
 
 
 def install_wheels(wheels_dir: str | Path, requirements: str | Path = REQUIREMENTS) -> bool:

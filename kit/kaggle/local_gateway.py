@@ -78,7 +78,7 @@ from typing import Any
 import polars as pl
 
 from kit.answers import get_profile
-from kit.competitions import Competition
+from kit.kaggle.competitions import Competition
 
 
 class GatewayError(RuntimeError):

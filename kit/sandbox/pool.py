@@ -2,7 +2,7 @@
 
 Every candidate owns a `Session`: an interpreter with math, numpy (as np) and sympy imported
 whose variables persist from cell to cell, like a Jupyter kernel. Sessions are os.fork()s of
-one warm template process (kit.sandbox_worker), so opening one costs milliseconds. All of it
+one warm template process (kit.sandbox.worker), so opening one costs milliseconds. All of it
 is asyncio; nothing blocks the event loop for more than a few system calls.
 
 Guaranteed:
@@ -81,7 +81,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from kit.sandbox_process import (
+from kit.sandbox.process import (
     POOL_DIR_PREFIX,
     REPO_ROOT,
     SandboxProtocolError,
@@ -220,7 +220,7 @@ class ExecutorPool:
         self._control = kit_end
         config = {"control_fd": template_end.fileno(), "kit_pid": os.getpid(), "capture_bytes": self.capture_chars,
                   "memory_mb": self.memory_mb, "max_processes": self.max_processes, "file_size_mb": FILE_SIZE_MB}
-        command = [sys.executable, "-m", "kit.sandbox_worker", json.dumps(config)]
+        command = [sys.executable, "-m", "kit.sandbox.worker", json.dumps(config)]
         with template_end:
             # Started from the loop's thread: the template's PR_SET_PDEATHSIG follows this thread.
             self._template = subprocess.Popen(command, pass_fds=[template_end.fileno()], cwd=REPO_ROOT,

@@ -1,6 +1,6 @@
-"""OS-level handling of sandbox processes, for kit.executor: the kit-side handle on one
+"""OS-level handling of sandbox processes, for kit.sandbox.pool: the kit-side handle on one
 session process, the JSON-only reply protocol, killing every process of a uid range, the
-pool's directories and the template's environment. kit.executor's docstring says what
+pool's directories and the template's environment. kit.sandbox.pool's docstring says what
 the sandbox as a whole guarantees."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 HEADER = struct.Struct("!I")
 SWEEP_DEADLINE_S = 5.0
 POOL_DIR_PREFIX = "kit-sandbox-"

@@ -1,7 +1,7 @@
-"""The grader's worker process (``python -m eval.grader_worker CONFIG_JSON``, started by
-eval.grader.Grader): imports math-verify once, caps its own address space, then answers one
+"""The grader's worker process (``python -m eval.grading.worker CONFIG_JSON``, started by
+eval.grading.grader.Grader): imports math-verify once, caps its own address space, then answers one
 ``{"gold", "pred"}`` line at a time on stdin with ``{"status": ...}`` on stdout. The parent
-enforces the wall-clock limit by killing it; eval/grader.py says what is guaranteed."""
+enforces the wall-clock limit by killing it; eval/grading/grader.py says what is guaranteed."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 
-from eval.grader import NEAR_CAP, normalize_answer
+from eval.grading.grader import NEAR_CAP, normalize_answer
 
 ORPHAN_POLL_S = 0.5
 PR_SET_PDEATHSIG = 1
@@ -131,5 +131,5 @@ def _worker_main(config: dict) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        sys.exit("usage: python -m eval.grader_worker CONFIG_JSON (started by eval.grader.Grader)")
+        sys.exit("usage: python -m eval.grading.worker CONFIG_JSON (started by eval.grading.grader.Grader)")
     _worker_main(json.loads(sys.argv[1]))

@@ -1,0 +1,1 @@
+"""Grading answers against gold ones in killable worker processes (see grader.py)."""
