@@ -36,7 +36,7 @@ test-fast: $(INSTALLED)
 	$(PY) -m pytest -q -m "not engine"
 
 # The training chain on CPU in minutes: tiny model, CoT SFT, TIR SFT, KTO data sampled with
-# the kit, KTO, then the kit solves with the result. (Quantization: not yet.)
+# the kit, KTO, 4-bit GPTQ, then the kit solves with the result.
 SMOKE := runs/train/smoke
 train-smoke: setup
 	$(PY) -m train tiny-model --out runs/train/tiny-model

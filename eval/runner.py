@@ -39,8 +39,8 @@ from eval.runs import append_lines, json_lines, read_complete_lines, replace_fil
 from eval.splits import EvalProblem
 from kit.answers import AnswerProfile, get_profile
 from kit.config import KitConfig, load_config, resolve_config_path
-from kit.problem_io import candidate_record
 from kit.sctir import Candidate, ProblemResult
+from kit.traces import candidate_record
 from kit.voting import EarlyStopRule, VoteResult, parse_rules
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def package_versions() -> dict[str, str]:
     for name in PACKAGES:
         try:
             versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
+        except importlib.metadata.PackageNotFoundError:  # not installed here: nothing to record
             continue
     return versions
 

@@ -4,6 +4,7 @@ hub is reachable. Bad files are refused with the file, line and reason."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,28 +67,46 @@ def load_split(name_or_path: str, limit: int | None = None) -> tuple[list[EvalPr
     """The problems of a split and its default answer profile."""
     if name_or_path in SPLITS:
         split = SPLITS[name_or_path]
-        path, profile = DATA_DIR / split.file, split.profile
+        rows, profile = iter_rows(DATA_DIR / split.file), split.profile
+    elif Path(name_or_path).exists():
+        rows, profile = iter_rows(name_or_path), "free"
+    elif is_hub_id(name_or_path):
+        rows, profile = hub_rows(name_or_path, limit=limit), "free"
     else:
-        path, profile = Path(name_or_path), "free"
-        if not path.exists() and "/" in name_or_path and not name_or_path.startswith((".", "/")):
-            return _load_hub_dataset(name_or_path, limit), profile
-        if not path.exists():
-            raise FileNotFoundError(f"split {name_or_path!r}: not a known split {sorted(SPLITS)} nor a file")
-    problems = [_problem_from_row(row, where, i) for i, (where, row) in enumerate(iter_rows(path))]
-    problems = _check_ids(problems, str(path))
+        raise FileNotFoundError(f"split {name_or_path!r}: not a known split {sorted(SPLITS)}, a file "
+                                "nor a hub dataset id")
+    problems = [_problem_from_row(row, where, i) for i, (where, row) in enumerate(rows)]
+    problems = _check_ids(problems, name_or_path)
     return (problems[:limit] if limit else problems), profile
 
 
-def _load_hub_dataset(dataset_id: str, limit: int | None) -> list[EvalProblem]:
-    """A Hugging Face dataset's test split (train if there is none). Needs the `datasets`
-    package and a reachable hub; neither exists on Kaggle's offline notebooks."""
+def is_hub_id(source: str) -> bool:
+    """Whether ``source`` names a Hugging Face dataset (``owner/name``) rather than a local file:
+    no such path, one slash, no leading dot and no problem-file suffix (a missing
+    ``data/x.jsonl`` is a missing file, not a dataset)."""
+    path = Path(source)
+    return (not path.exists() and source.count("/") == 1 and not source.startswith(".")
+            and path.suffix not in (".jsonl", ".csv", ".parquet"))
+
+
+def hub_rows(dataset_id: str, split: str | None = None, limit: int | None = None) -> Iterator[tuple[str, dict]]:
+    """(where, row) for the first ``limit`` rows of a Hugging Face dataset's ``split`` (None: its
+    test split, else its first). Needs the `datasets` package and a reachable hub; neither exists
+    on Kaggle's offline notebooks. The splits and the training data (train.chats) both load
+    hub datasets through here."""
     try:
         import datasets
     except ImportError:
-        raise FileNotFoundError(f"split {dataset_id!r}: no such file, and loading it from a hub needs "
-                                "`pip install datasets` and network access") from None
-    loaded = datasets.load_dataset(dataset_id)
-    name = "test" if "test" in loaded else next(iter(loaded))
+        raise ImportError(f"{dataset_id!r} is not a local file; loading it from the Hugging Face hub needs "
+                          "`pip install datasets` (and network access)") from None
+    try:
+        loaded = datasets.load_dataset(dataset_id)
+    except Exception as exc:  # offline, unknown id, gated: all reported the same way, the cause chained
+        raise RuntimeError(f"could not load {dataset_id!r} from the Hugging Face hub ({type(exc).__name__}: "
+                           f"{exc}); offline runs need a local .jsonl") from exc
+    name = split or ("test" if "test" in loaded else next(iter(loaded)))
+    if name not in loaded:
+        raise ValueError(f"{dataset_id!r} has no split {name!r} (splits: {sorted(loaded)})")
     rows = loaded[name].select(range(min(limit, len(loaded[name])))) if limit else loaded[name]
-    problems = [_problem_from_row(dict(row), f"{dataset_id}[{name}][{i}]", i) for i, row in enumerate(rows)]
-    return _check_ids(problems, dataset_id)
+    for index, row in enumerate(rows):
+        yield f"{dataset_id}[{name}] row {index}", dict(row)

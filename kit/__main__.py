@@ -3,7 +3,7 @@
     python -m kit prepare-model
     python -m kit solve --problem "What is 2+3?" --config cpu-smol
     python -m kit solve --input problems.jsonl --output answers.csv --traces traces.jsonl
-    python -m kit bundle --profile aimo3 --model /path/to/model --out dist/ [--push]
+    python -m kit bundle --competition aimo3 --model /path/to/model --out dist/ [--push]
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bundle = commands.add_parser("bundle", help="Write the Kaggle datasets (wheels, model, kit) and the submission "
                                  "notebook's metadata; upload them with --push.")
-    bundle.add_argument("--profile", default="aimo3", help=f"Competition: {', '.join(sorted(COMPETITIONS))}.")
+    bundle.add_argument("--competition", default="aimo3", help=f"Competition: {', '.join(sorted(COMPETITIONS))}.")
     bundle.add_argument("--model", default="", help="Model folder (config.json, weights). Default: the embedded one.")
     bundle.add_argument("--out", default="dist", help="Folder to write the bundle into.")
     bundle.add_argument("--owner", help="Kaggle username in the dataset ids (default: KAGGLE_USERNAME, kaggle.json).")
@@ -65,8 +65,9 @@ def solve(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from kit.embedded_model import resolve_model_path
-    from kit.problem_io import Problem, format_result, read_problems, result_record, write_answers
+    from kit.problem_io import Problem, read_problems
     from kit.solver import Solver
+    from kit.traces import format_result, result_record, write_answers
 
     cfg = load_config(args.config, **config_overrides(args))
     if args.problem is not None:
@@ -101,7 +102,7 @@ def solve(args: argparse.Namespace) -> int:
 def bundle(args: argparse.Namespace) -> int:
     from kit.kaggle.bundle import build_bundle
 
-    build_bundle(profile=args.profile, model=args.model, out=args.out, owner=args.owner, push=args.push,
+    build_bundle(competition=args.competition, model=args.model, out=args.out, owner=args.owner, push=args.push,
                  wheels=args.wheels, python_version=args.python_version, glibc=args.glibc,
                  requirements=args.requirements, pip_args=args.pip_args)
     return 0

@@ -1,5 +1,9 @@
-"""The kit's configuration: one dataclass, documented field by field, loaded from YAML
+"""The kit's configuration: dataclasses documented field by field, loaded from YAML
 (``kit/configs/*.yaml``) and overridden by command-line flags.
+
+``KitConfig`` holds the engine and SC-TIR settings; its ``executor`` section
+(``ExecutorConfig``, a nested ``executor:`` mapping in YAML, ``--executor.<field>`` flags)
+goes whole to the code sandbox (``kit.sandbox.pool.ExecutorPool``).
 
 The defaults are Numina's AIMO-1 SC-TIR settings on a GPU (N=48 samples, M=4 code rounds,
 temperature 0.8, 2048 new tokens per step); ``cpu-smol.yaml`` shrinks them for the
@@ -16,11 +20,35 @@ from pathlib import Path
 
 import yaml
 
-from kit.answers import PROFILES
+from kit.answers import PROFILES, AnswerProfile, get_profile
 from kit.tir import CODE_TRIGGERS, DEFAULT_PROMPT_TEMPLATE
-from kit.voting import parse_rules
+from kit.voting import EarlyStopRule, parse_rules
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+@dataclass
+class ExecutorConfig:
+    """The code sandbox's settings (``kit/sandbox/pool.py``), given to ``ExecutorPool`` whole."""
+
+    cell_timeout_s: float = field(default=5.0, metadata={"help": "Wall-clock limit per code cell (never more than what is left of the problem's time: kit/solver.py)."})
+    memory_mb: int = field(default=2048, metadata={"help": "Address-space cap of each process of a code session (RLIMIT_AS), MiB."})
+    max_processes: int = field(default=16, metadata={"help": "Processes/threads a code session may have (RLIMIT_NPROC)."})
+    max_concurrent_cells: int = field(default=0, metadata={"help": "Cells running at once (more wait for a slot); 0: the number of CPU cores."})
+    capture_chars: int = field(default=16384, metadata={"help": "Characters of a cell's output kept (the rest is counted); what the model sees is cut further by output_max_chars."})
+
+    def __post_init__(self) -> None:
+        if self.cell_timeout_s <= 0:
+            raise ValueError(f"executor.cell_timeout_s: must be positive, got {self.cell_timeout_s}")
+        for name in ("memory_mb", "max_processes", "capture_chars"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"executor.{name}: must be at least 1, got {getattr(self, name)}")
+        if self.max_concurrent_cells < 0:
+            raise ValueError(f"executor.max_concurrent_cells: must be >= 0 (0: one per CPU core), "
+                             f"got {self.max_concurrent_cells}")
+
+    def concurrent_cells(self) -> int:
+        return self.max_concurrent_cells or os.cpu_count() or 1
 
 
 @dataclass
@@ -56,12 +84,12 @@ class KitConfig:
     problem_time_s: float = field(default=600.0, metadata={"help": "Wall-clock limit per problem; at the deadline the vote is taken over what finished."})
     engine_restart_window_s: float = field(default=600.0, metadata={"help": "A dead engine is restarted (inside the problem's time), unless it died within this many seconds of its previous death: then every later problem answers the fallback."})
     # --- executor -------------------------------------------------------------------
-    cell_timeout_s: float = field(default=5.0, metadata={"help": "Wall-clock limit per code cell."})
-    cell_memory_mb: int = field(default=2048, metadata={"help": "Address-space cap of a code session (RLIMIT_AS)."})
-    cell_max_processes: int = field(default=16, metadata={"help": "Processes/threads a code session may have (RLIMIT_NPROC)."})
-    executor_concurrency: int = field(default=0, metadata={"help": "Cells running at once; 0: the number of CPU cores."})
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig, metadata={"help": "The code sandbox: an executor: mapping of ExecutorConfig fields (above)."})
 
     def __post_init__(self) -> None:
+        if not isinstance(self.executor, ExecutorConfig):
+            check_fields(ExecutorConfig, self.executor, "executor")
+            self.executor = ExecutorConfig(**self.executor)
         if self.profile not in PROFILES:
             raise ValueError(f"profile: {self.profile!r} is not one of {sorted(PROFILES)}")
         if self.mode not in ("async", "lockstep"):
@@ -81,8 +109,31 @@ class KitConfig:
         if "{problem}" not in self.prompt_template:
             raise ValueError("prompt_template: must contain {problem}")
 
-    def executor_workers(self) -> int:
-        return self.executor_concurrency or os.cpu_count() or 1
+    def answer_profile(self) -> AnswerProfile:
+        """The answer rule ``profile`` names: how boxed text becomes a vote, and the fallback."""
+        return get_profile(self.profile)
+
+    def stop_rules(self) -> list[EarlyStopRule]:
+        return parse_rules(self.early_stop)
+
+
+# The fields of KitConfig that are sections: a mapping in YAML, ``--<section>.<field>`` flags.
+SECTIONS = {"executor": ExecutorConfig}
+
+
+def check_fields(cls: type, values: object, where: str) -> None:
+    """ValueError naming ``where`` unless ``values`` is a ``cls`` or a mapping of its fields
+    (sections checked the same way)."""
+    if isinstance(values, cls):
+        return
+    if not isinstance(values, dict):
+        raise ValueError(f"{where}: expected a mapping of {cls.__name__} fields, got {values!r}")
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"{where}: unknown {cls.__name__} field(s) {unknown}")
+    for name in values.keys() & SECTIONS.keys():
+        check_fields(SECTIONS[name], values[name], f"{where}: {name}")
 
 
 def resolve_config_path(name_or_path: str) -> Path:
@@ -98,32 +149,50 @@ def resolve_config_path(name_or_path: str) -> Path:
 
 
 def load_config(name_or_path: str | None = None, **overrides) -> KitConfig:
-    """Defaults, then the YAML file, then ``overrides`` (None values are ignored)."""
+    """Defaults, then the YAML file, then ``overrides`` (None values are ignored). A section
+    (``executor``) is a mapping in both, merged field by field: overriding one of its fields
+    keeps the file's others (an ``ExecutorConfig`` given whole replaces the file's)."""
     values: dict = {}
     if name_or_path:
         path = resolve_config_path(name_or_path)
         values = yaml.safe_load(path.read_text()) or {}
         if not isinstance(values, dict):
             raise ValueError(f"{path}: expected a mapping of config fields")
-        known = {f.name for f in dataclasses.fields(KitConfig)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"{path}: unknown config field(s) {unknown}")
-    values.update({k: v for k, v in overrides.items() if v is not None})
+        check_fields(KitConfig, values, str(path))
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    check_fields(KitConfig, overrides, "config overrides")
+    for name, value in overrides.items():
+        if name in SECTIONS and isinstance(value, dict):
+            value = {**values.get(name, {}), **{k: v for k, v in value.items() if v is not None}}
+        values[name] = value
     return KitConfig(**values)
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One ``--field-name`` flag per config field; unset flags leave the YAML value."""
-    group = parser.add_argument_group("config overrides (see kit/config.py)")
-    for f in dataclasses.fields(KitConfig):
-        flag = "--" + f.name.replace("_", "-")
+    """One ``--field-name`` flag per config field, ``--section.field-name`` per field of a
+    section (``--executor.cell-timeout-s``); unset flags leave the YAML value."""
+    _add_flags(parser.add_argument_group("config overrides (see kit/config.py)"), KitConfig, "")
+    for name, cls in SECTIONS.items():
+        _add_flags(parser.add_argument_group(f"{name} config overrides (see {cls.__name__} in kit/config.py)"),
+                   cls, f"{name}.")
+
+
+def _add_flags(group, cls: type, prefix: str) -> None:
+    for f in dataclasses.fields(cls):
+        if f.name in SECTIONS:
+            continue
+        flag, dest = "--" + prefix + f.name.replace("_", "-"), prefix + f.name
         if f.type == "bool":
-            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=f.metadata["help"])
+            group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=f.metadata["help"])
         else:
             kind = {"int": int, "float": float}.get(f.type, str)
-            group.add_argument(flag, dest=f.name, type=kind, default=None, help=f.metadata["help"])
+            group.add_argument(flag, dest=dest, type=kind, default=None, metavar=f.name.upper(), help=f.metadata["help"])
 
 
 def config_overrides(args: argparse.Namespace) -> dict:
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(KitConfig)}
+    """The flags of ``add_config_flags`` as ``load_config`` overrides (sections as mappings)."""
+    given = vars(args)
+    overrides = {f.name: given[f.name] for f in dataclasses.fields(KitConfig) if f.name not in SECTIONS}
+    for name, cls in SECTIONS.items():
+        overrides[name] = {f.name: given[f"{name}.{f.name}"] for f in dataclasses.fields(cls)}
+    return overrides

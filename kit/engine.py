@@ -187,16 +187,6 @@ class VllmEngine:
             output_kind=self._final_only,
         )
 
-    async def generate_fixed(self, token_ids: list[int], num_tokens: int, request_id: str) -> int:
-        """The raw engine: exactly ``num_tokens`` tokens with the kit's sampling, no stop string
-        and no EOS (the throughput benchmark's baseline). Returns the tokens generated."""
-        params = self._sampling_params(temperature=self.cfg.temperature, top_p=self.cfg.top_p, max_tokens=num_tokens,
-                                       min_tokens=num_tokens, ignore_eos=True, output_kind=self._final_only)
-        final = None
-        async for output in self.engine.generate(self._tokens_prompt(prompt_token_ids=token_ids), params, request_id):
-            final = output
-        return len(final.outputs[0].token_ids)
-
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False)
 

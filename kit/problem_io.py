@@ -1,7 +1,9 @@
-"""Reading problem files (JSONL, CSV or Parquet) and writing answers and traces.
+"""Reading problem files (JSONL, CSV or Parquet): rows, their ids and problem texts.
 
 A problem file has a ``problem`` column (``question`` is accepted too) and optionally an
 ``id``; rows without an id are numbered. Errors name the file, the line and the reason.
+The evaluation splits and the training data read rows through this module, so it imports
+nothing of the SC-TIR stack (writing traces and answers is ``kit.traces``'s).
 """
 
 from __future__ import annotations
@@ -11,8 +13,6 @@ import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
-
-from kit.sctir import Candidate, ProblemResult
 
 PROBLEM_KEYS = ("problem", "question")
 
@@ -82,44 +82,3 @@ def read_problems(path: str | Path, limit: int | None = None) -> list[Problem]:
     if len(set(ids)) != len(ids):
         raise ValueError(f"problem file {path}: duplicate ids")
     return problems[:limit] if limit else problems
-
-
-def candidate_record(candidate: Candidate) -> dict:
-    """A candidate's trace and statistics, JSON-ready (token ids left out: the text has them)."""
-    record = dataclasses.asdict(candidate)
-    del record["token_ids"]
-    return record
-
-
-def result_record(result: ProblemResult) -> dict:
-    """Everything about a solved problem, JSON-ready (candidate traces included)."""
-    record = dataclasses.asdict(result)
-    record["candidates"] = [candidate_record(c) for c in result.candidates]
-    return record
-
-
-def write_answers(path: str | Path, rows: list[tuple[str, str]]) -> None:
-    with Path(path).open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["id", "answer"])
-        writer.writerows(rows)
-
-
-def format_result(result: ProblemResult) -> str:
-    """A short human summary: answer, vote table, time, candidate outcomes."""
-    c = result.candidates
-    counts: dict[str, int] = {}
-    for cand in c:
-        key = cand.status if cand.status != "pruned" else f"pruned:{cand.reason}"
-        counts[key] = counts.get(key, 0) + 1
-    votes = ", ".join(f"{a}: {n}" for a, n in result.vote.table.items()) or "none"
-    cells = sum(len(x.cells) for x in c)
-    tokens = sum(x.generated_tokens for x in c)
-    lines = [
-        f"answer: {result.answer}" + ("  (fallback: no candidate gave a valid answer)" if result.used_fallback else ""),
-        f"votes: {votes}",
-        f"time: {result.elapsed_s:.1f} s of {result.time_limit_s:.0f} s; stop: {result.stop_reason}",
-        f"candidates: {len(c)} ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))}); "
-        f"code cells: {cells}; generated tokens: {tokens}",
-    ]
-    return "\n".join(lines)

@@ -29,7 +29,7 @@ from kit.config import KitConfig
 from kit.engine import Engine
 from kit.sandbox.pool import ExecutorPool, Session
 from kit.tir import OUTPUT_FENCE, code_stop_string, code_to_run, open_code_block, output_block
-from kit.voting import EarlyStopRule, Vote, VoteResult, first_firing_rule, majority_vote
+from kit.voting import Vote, VoteResult, first_firing_rule, majority_vote
 
 log = logging.getLogger(__name__)
 
@@ -72,14 +72,6 @@ class Candidate:
         if self.status != "answered":
             return None
         return self.boxed if self.answer_source == "boxed" and not profile.integer else self.answer
-
-    @property
-    def code_timeouts(self) -> int:
-        return sum(c.timed_out for c in self.cells)
-
-    @property
-    def code_errors(self) -> int:
-        return sum(c.error is not None for c in self.cells)
 
 
 @dataclass
@@ -130,19 +122,20 @@ class PhaseBarrier:
 
 
 class ProblemRun:
-    """The state of one problem being solved. ``clock`` times the candidates and the deadline
-    (injectable so that tests can give candidates equal finish times)."""
+    """The state of one problem being solved, under ``cfg`` (its answer rule and early-stop
+    rules included). ``clock`` times the candidates and the deadline (injectable so that tests
+    can give candidates equal finish times). The deadline and how it caps a cell's timeout:
+    the timers in kit/solver.py's docstring."""
 
-    def __init__(self, problem_id: str, prompt_ids: list[int], cfg: KitConfig, profile: AnswerProfile,
-                 engine: Engine, pool: ExecutorPool, rules: list[EarlyStopRule], time_limit_s: float,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(self, problem_id: str, prompt_ids: list[int], cfg: KitConfig, engine: Engine,
+                 pool: ExecutorPool, time_limit_s: float, clock: Callable[[], float] = time.monotonic):
         self.problem_id = problem_id
         self.prompt_ids = prompt_ids
         self.cfg = cfg
-        self.profile = profile
+        self.profile = cfg.answer_profile()
         self.engine = engine
         self.pool = pool
-        self.rules = rules
+        self.rules = cfg.stop_rules()
         self.time_limit_s = time_limit_s
         self.clock = clock
         self.started = clock()
@@ -206,7 +199,7 @@ class ProblemRun:
                 await self._sync()
                 # The session opens at the first cell, so answer-only candidates cost no process.
                 session = session or await self.pool.open_session()
-                timeout = max(0.1, min(cfg.cell_timeout_s, self.remaining_s()))
+                timeout = max(0.1, min(cfg.executor.cell_timeout_s, self.remaining_s()))
                 result = await session.run(code, timeout_s=timeout)
                 shown = output_block(result.output, cfg.output_max_chars)
                 c.cells.append(Cell(code, shown, result.error, result.timed_out, result.state_reset, result.duration_s))

@@ -11,6 +11,29 @@ restart like any other time, and the interrupted problem is solved again if what
 its allowance is at least ``RESOLVE_MIN_S`` and ``RESOLVE_MIN_SHARE`` of its limit. A second
 death within ``KitConfig.engine_restart_window_s`` of the previous one stops the restarts:
 that problem answers from what finished, every later one the fallback (logged at CRITICAL).
+
+The timers of a problem, innermost first (each is a net under the one before it):
+
+1. The problem's deadline (``ProblemRun``, kit/sctir.py): its start plus its time limit (the
+   config's ``problem_time_s``, or the allowance the caller passes, e.g. the Kaggle time
+   bank's). At the deadline the candidates still running are cancelled and the vote is taken
+   over those that had ended; this normally ends a problem within a second or two. A code
+   cell's timeout (``executor.cell_timeout_s``) is capped at what is left before the
+   deadline (at least 0.1 s), so no cell runs more than that past it.
+2. The solver's grace timeout, on the loop: ``time limit + SOLVE_GRACE_S`` around each
+   problem. It fires only if the deadline failed to end the problem (a cancellation stuck in
+   a library call); the problem then answers the fallback.
+3. The thread-side wait, in the caller's thread (``_run_batch``): every round of problems'
+   limits plus the grace, plus one grace more. It covers a loop that stalls (timers 1 and 2
+   need the loop to run); the problems then answer the fallback.
+4. The per-call margin of a submission (``CALL_MARGIN_S``, kit/kaggle/submission.py): where
+   the gateway times out each call (AIMO-2: 30 minutes), the time bank never allows a
+   problem more than that timeout less the margin. The margin is more than ``SOLVE_GRACE_S``,
+   so even a problem that only the grace timeout ends answers before the gateway gives up; a
+   stalled loop (timer 3, one more grace) answers at the gateway's limit at the latest.
+
+An engine restart (above) is bounded by none of them: its time is charged to the caller's
+time bank, and the interrupted problem is solved again only within what is left of its limit.
 """
 
 from __future__ import annotations
@@ -23,12 +46,11 @@ import threading
 import time
 from collections.abc import Callable
 
-from kit.answers import get_profile
 from kit.config import KitConfig
 from kit.engine import Engine, GenerationStep, VllmEngine, is_engine_dead
 from kit.sandbox.pool import ExecutorPool
 from kit.sctir import ProblemResult, ProblemRun
-from kit.voting import VoteResult, parse_rules
+from kit.voting import VoteResult
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +111,7 @@ class Solver:
         self._last_death: float | None = None
         self._engine_failed = False  # restarts given up: every later problem answers the fallback
         self.cfg = cfg
-        self.profile = get_profile(cfg.profile)
-        self.rules = parse_rules(cfg.early_stop)
+        self.profile = cfg.answer_profile()  # for the fallback answer
         # One event loop, on a thread of its own, runs every problem: vLLM's AsyncLLM binds
         # to the loop it first runs in, and a caller's thread may already run a loop of its
         # own (a notebook's main thread) or change from call to call (gRPC workers).
@@ -99,12 +120,7 @@ class Solver:
         self._closed = False  # set when close() starts: later problems answer the fallback
         self._loop_thread = threading.Thread(target=self._serve_loop, name="kit-solver-loop", daemon=True)
         self._loop_thread.start()
-        self.pool = ExecutorPool(
-            max_concurrent_cells=cfg.executor_workers(),
-            cell_timeout_s=cfg.cell_timeout_s,
-            memory_mb=cfg.cell_memory_mb,
-            max_processes=cfg.cell_max_processes,
-        )
+        self.pool = ExecutorPool(cfg.executor)
         try:
             # The template imports sympy while the engine loads.
             self.run_coroutine(self.pool.start())
@@ -133,8 +149,10 @@ class Solver:
         while not self._closing:
             try:
                 self._loop.run_forever()
-            except BaseException:  # a KeyboardInterrupt raised inside a task: its caller got it
-                continue
+            except BaseException as exc:
+                # A KeyboardInterrupt or SystemExit raised inside a task: asyncio re-raises it
+                # here, and the task's caller got it too. The loop must keep serving.
+                log.warning("the solver's loop stopped on %r; serving on", exc)
 
     def run_coroutine(self, coro, timeout_s: float | None = None):
         """Run ``coro`` on the solver's loop (where the engine lives) and wait for it; an
@@ -194,8 +212,7 @@ class Solver:
                     started[index] = t0
                 try:
                     prompt_ids = self._prompt_ids(problem)
-                    run = ProblemRun(problem_id, prompt_ids, self.cfg, self.profile, engine, self.pool,
-                                     self.rules, limit)
+                    run = ProblemRun(problem_id, prompt_ids, self.cfg, engine, self.pool, limit)
                     # The problem's own deadline ends it; this timeout is the net under that.
                     async with asyncio.timeout(limit + SOLVE_GRACE_S):
                         result = await run.solve()

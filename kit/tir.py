@@ -66,12 +66,6 @@ def _last_block(text: str) -> tuple[str, int] | None:
     return None if close is None else (text[start : close.start()], close.end())
 
 
-def last_code_block(text: str) -> str | None:
-    """The code of the last complete python block in ``text`` (None if there is none)."""
-    block = _last_block(text)
-    return None if block is None else block[0]
-
-
 def open_code_block(text: str) -> bool:
     """Whether ``text`` ends inside a python block (opened, no closing fence line yet): a stop
     string found there was written inside the code, a string say, and did not end the cell."""

@@ -12,10 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from eval.benchmarks.throughput import MeteredEngine, replay_early_stop
+from eval.benchmarks.throughput import MeteredEngine, replay_early_stop, run_kit
+from eval.splits import EvalProblem
+from kit.config import KitConfig
+from kit.solver import Solver
 from kit.sctir import Candidate, ProblemResult
 from kit.voting import Vote, majority_vote
-from scripted_engine import ScriptedEngine
+from scripted_engine import ScriptedEngine, code_step
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -85,3 +88,18 @@ def test_the_meter_integrates_requests_in_flight():
         return metered.request_s
 
     assert asyncio.run(two_at_once()) == pytest.approx(0.4, abs=0.1)
+
+
+def test_a_kit_run_takes_its_mode_through_the_meter_and_leaves_the_solver_as_it_was():
+    # Candidate 0 is slow in round 0: in lockstep nobody finishes before it is done (in async
+    # the others finish at once).
+    steps = [code_step("print(1)"), "\\boxed{1}"]
+    engine = ScriptedEngine(lambda c, s: steps[s], delay_s=lambda c, s: 1.5 if (c, s) == (0, 0) else 0.0)
+    cfg = KitConfig(num_samples=3, max_code_rounds=1, early_stop=[], mode="async")
+    with Solver(cfg, engine=ScriptedEngine(lambda c, s: "x")) as solver:
+        metered = MeteredEngine(engine)
+        run = run_kit(solver, metered, [EvalProblem("p", "x", "1")], "lockstep", "lockstep")
+        assert solver.cfg is cfg
+    assert min(c.finished_at_s for c in run.results[0].candidates) >= 1.5
+    assert run.results[0].answer == "1" and run.tokens == sum(c.generated_tokens for c in run.results[0].candidates)
+    assert run.request_s > 0

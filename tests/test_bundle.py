@@ -82,10 +82,10 @@ def test_kernel_metadata_has_exactly_the_fields_and_types_the_kaggle_cli_reads(t
     assert owner == "tester" and slug == re.sub(r"[^a-z0-9]+", "-", meta["title"].lower())
 
 
-@pytest.mark.parametrize("profile", sorted(COMPETITIONS))
-def test_kernel_runs_offline_on_the_profile_competition_and_hardware(tmp_path, model_dir, profile):
-    meta = load(bundle(tmp_path, model_dir, profile=profile) / "notebook" / "kernel-metadata.json")
-    competition = get_competition(profile)
+@pytest.mark.parametrize("name", sorted(COMPETITIONS))
+def test_kernel_runs_offline_on_the_competition_and_its_hardware(tmp_path, model_dir, name):
+    meta = load(bundle(tmp_path, model_dir, competition=name) / "notebook" / "kernel-metadata.json")
+    competition = get_competition(name)
     assert meta["competition_sources"] == [competition.kaggle_slug]
     assert meta["machine_shape"] == competition.machine_shape
     assert meta["enable_internet"] is False and meta["enable_gpu"] is True and meta["is_private"] is True
@@ -127,9 +127,9 @@ def test_model_folder_without_weights_is_refused(tmp_path, model_dir):
         bundle(tmp_path, model_dir)
 
 
-def test_unknown_profile_names_the_known_ones(tmp_path, model_dir):
+def test_unknown_competition_names_the_known_ones(tmp_path, model_dir):
     with pytest.raises(ValueError, match=r"'aimo9' is not one of \['aimo1', 'aimo2', 'aimo3'\]"):
-        bundle(tmp_path, model_dir, profile="aimo9")
+        bundle(tmp_path, model_dir, competition="aimo9")
 
 
 def test_slugs_follow_kaggles_rule_and_long_model_names_are_cut_to_fit(tmp_path):
@@ -277,13 +277,13 @@ def test_cli_bad_model_path_exits_2_with_an_error(tmp_path, capsys):
     assert code == 2 and "error: model folder" in capsys.readouterr().err
 
 
-def test_cli_unknown_profile_exits_2_naming_the_known_ones(tmp_path, model_dir, capsys):
-    code = main(["bundle", "--profile", "aimo9", "--model", str(model_dir), "--out", str(tmp_path / "d")])
+def test_cli_unknown_competition_exits_2_naming_the_known_ones(tmp_path, model_dir, capsys):
+    code = main(["bundle", "--competition", "aimo9", "--model", str(model_dir), "--out", str(tmp_path / "d")])
     assert code == 2 and "aimo1" in capsys.readouterr().err
 
 
 def test_the_bundled_notebook_finds_the_bundles_datasets(tmp_path, model_dir, notebook):
-    out = bundle(tmp_path, model_dir, profile="aimo2", notebook=notebook)
+    out = bundle(tmp_path, model_dir, competition="aimo2", notebook=notebook)
     cells = load(out / "notebook" / "aimo_submission.ipynb")["cells"]
     params = next(c for c in cells if "parameters" in c["metadata"].get("tags", []))["source"]
     scope: dict = {}
@@ -292,3 +292,13 @@ def test_the_bundled_notebook_finds_the_bundles_datasets(tmp_path, model_dir, no
     mounts = {f"/kaggle/input/{s.split('/')[1]}" for s in sources}
     assert scope["COMPETITION"] == "aimo2"
     assert {scope["MODEL"], scope["KIT_SOURCE"], scope["WHEELS"]} == mounts
+
+
+@pytest.mark.parametrize("content", ["{broken", '["a list"]'])
+def test_a_broken_kaggle_json_is_named_not_silently_skipped(tmp_path, model_dir, no_kaggle_env, capsys, content):
+    config = Path(os.environ["KAGGLE_CONFIG_DIR"])
+    config.mkdir()
+    (config / "kaggle.json").write_text(content)
+    out = bundle(tmp_path, model_dir, owner=None)
+    assert load(out / "kit-src" / "dataset-metadata.json")["id"] == "YOUR_KAGGLE_USERNAME/aimo-kit-src"
+    assert f"warning: {config / 'kaggle.json'} ignored" in capsys.readouterr().out

@@ -2,7 +2,7 @@
 
 import pytest
 
-from kit.config import CONFIG_DIR, KitConfig, load_config
+from kit.config import CONFIG_DIR, ExecutorConfig, KitConfig, add_config_flags, config_overrides, load_config
 
 
 @pytest.mark.parametrize("path", sorted(CONFIG_DIR.glob("*.yaml")), ids=lambda p: p.stem)
@@ -67,3 +67,73 @@ def test_tensor_parallel_size_zero_takes_every_visible_gpu():
 
     assert engine_args(KitConfig(tensor_parallel_size=0), "m").tensor_parallel_size == max(1, torch.cuda.device_count())
     assert load_config("aimo2-l4x4").tensor_parallel_size == 0
+
+
+def test_the_executor_section_comes_from_yaml_and_keeps_its_other_fields_under_an_override(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("num_samples: 2\nexecutor:\n  cell_timeout_s: 7\n  memory_mb: 1024\n")
+    cfg = load_config(str(path), executor={"cell_timeout_s": 3, "max_processes": None})
+    assert cfg.executor == ExecutorConfig(cell_timeout_s=3, memory_mb=1024)
+    assert load_config(str(path)).executor == ExecutorConfig(cell_timeout_s=7, memory_mb=1024)
+
+
+def test_a_whole_mapping_of_kit_settings_with_an_executor_section_loads():
+    # As a training recipe's `kit:` mapping is passed: load_config(**recipe["kit"]).
+    cfg = load_config(**{"num_samples": 2, "executor": {"max_concurrent_cells": 3}})
+    assert (cfg.num_samples, cfg.executor.max_concurrent_cells, cfg.executor.cell_timeout_s) == (2, 3, 5.0)
+
+
+def test_an_unknown_executor_field_is_named_with_where_it_was(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("executor:\n  cell_timeout: 4\n")
+    with pytest.raises(ValueError, match=r"bad\.yaml: executor: unknown ExecutorConfig field\(s\) \['cell_timeout'\]"):
+        load_config(str(path))
+    with pytest.raises(ValueError, match=r"config overrides: executor: unknown .*'memory'"):
+        load_config(executor={"memory": 1})
+    with pytest.raises(ValueError, match=r"config overrides: unknown KitConfig field\(s\) \['cell_timeout_s'\]"):
+        load_config(cell_timeout_s=4)
+    with pytest.raises(ValueError, match="executor: expected a mapping"):
+        KitConfig(executor=5)
+
+
+@pytest.mark.parametrize("fields, name", [
+    ({"cell_timeout_s": 0}, "executor.cell_timeout_s"), ({"memory_mb": 0}, "executor.memory_mb"),
+    ({"max_concurrent_cells": -1}, "executor.max_concurrent_cells"),
+])
+def test_bad_executor_values_are_refused_by_name(fields, name):
+    with pytest.raises(ValueError, match=name):
+        KitConfig(executor=fields)
+
+
+def test_every_config_field_has_a_flag_that_reaches_it():
+    import argparse
+    import dataclasses
+
+    parser = argparse.ArgumentParser()
+    add_config_flags(parser)
+    args = parser.parse_args(["--num-samples", "3", "--no-enable-prefix-caching", "--executor.cell-timeout-s", "9",
+                              "--executor.memory-mb", "512", "--executor.max-processes", "4",
+                              "--executor.max-concurrent-cells", "2", "--executor.capture-chars", "100"])
+    cfg = load_config("cpu-smol", **config_overrides(args))
+    assert (cfg.num_samples, cfg.enable_prefix_caching) == (3, False)
+    assert cfg.executor == ExecutorConfig(cell_timeout_s=9.0, memory_mb=512, max_processes=4,
+                                          max_concurrent_cells=2, capture_chars=100)
+    flags = {a.dest for a in parser._actions}
+    expected = {f.name for f in dataclasses.fields(KitConfig) if f.name != "executor"}
+    expected |= {f"executor.{f.name}" for f in dataclasses.fields(ExecutorConfig)}
+    assert expected <= flags
+
+
+def test_unset_flags_leave_the_files_executor_settings():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_config_flags(parser)
+    assert load_config("aimo3-h100", **config_overrides(parser.parse_args([]))) == load_config("aimo3-h100")
+    assert load_config("aimo3-h100").executor == ExecutorConfig(cell_timeout_s=5, memory_mb=4096, max_concurrent_cells=8)
+
+
+def test_the_answer_rule_and_early_stop_rules_come_from_the_config():
+    cfg = KitConfig(profile="aimo2", early_stop=["4/4", "decided"])
+    assert cfg.answer_profile().name == "aimo2"
+    assert [str(r) for r in cfg.stop_rules()] == ["4/4", "decided"]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from kit.config import ExecutorConfig
 from kit.sandbox.pool import ExecutorPool, sweep_uids
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -24,7 +25,7 @@ def with_pool(body, **pool_options):
     """Run `await body(pool)` on a fresh pool in a fresh event loop; the pool is closed after."""
 
     async def main():
-        async with ExecutorPool(**pool_options) as pool:
+        async with ExecutorPool(ExecutorConfig(**pool_options)) as pool:
             return await body(pool)
 
     return asyncio.run(main())
@@ -35,7 +36,7 @@ def shared_pool():
     """Like with_pool, for tests that need no pool of their own: one pool (and one template
     start) for the module keeps the file fast. Each test works in sessions of its own."""
     loop = asyncio.new_event_loop()
-    pool = ExecutorPool(max_concurrent_cells=2, memory_mb=2048, max_processes=16, capture_chars=16384)
+    pool = ExecutorPool(ExecutorConfig(max_concurrent_cells=2, memory_mb=2048, max_processes=16, capture_chars=16384))
     loop.run_until_complete(pool.start())
     yield lambda body: loop.run_until_complete(body(pool))
     loop.run_until_complete(pool.close())

@@ -10,13 +10,11 @@ import random
 
 import pytest
 
-from kit.answers import get_profile
-from kit.config import KitConfig
+from kit.config import ExecutorConfig, KitConfig
 from kit.sandbox.pool import UIDS_PER_POOL, ExecutorPool
 from kit.sandbox.process import SessionProcess
 from kit.sctir import ProblemRun
 from kit.solver import Solver
-from kit.voting import parse_rules
 from scripted_engine import ScriptedEngine, code_step
 from test_executor import pids_of_uids
 
@@ -44,7 +42,7 @@ async def assert_paired(session) -> None:
 
 def run_on_pool(body, **options):
     async def main():
-        async with ExecutorPool(**options) as pool:
+        async with ExecutorPool(ExecutorConfig(**options)) as pool:
             await body(pool)
 
     asyncio.run(main())
@@ -76,9 +74,9 @@ def test_cancelling_an_open_leaks_nothing_and_the_next_session_pairs_with_its_pr
     events: dict[str, asyncio.Event] = {}  # fresh ones for each try
     read_message = SessionProcess.read_message
 
-    async def traced_read_message(worker):
+    async def traced_read_message(process):
         events["hello"].set()
-        message = await read_message(worker)
+        message = await read_message(process)
         events["ready"].set()
         return message
 
@@ -224,7 +222,7 @@ def stress_problem(rng: random.Random, number: int) -> tuple[KitConfig, Scripted
         return "So \\boxed{7}."
 
     cfg = KitConfig(num_samples=n, max_code_rounds=2, early_stop=rng.choice([["4/4"], ["decided"], ["2/2"], []]),
-                    cell_timeout_s=30.0)
+                    executor=ExecutorConfig(cell_timeout_s=30.0))
     return cfg, ScriptedEngine(script, delay_s=lambda c, s: delays[(c, s)]), rng.uniform(0.2, 0.6)
 
 
@@ -236,8 +234,7 @@ def test_stress_early_stop_and_deadlines_leave_every_cell_in_its_own_session():
         nonlocal seen_cancelled
         for number in range(30):
             cfg, engine, time_limit_s = stress_problem(rng, number)
-            run = ProblemRun(f"p{number}", engine.prompt_ids("x"), cfg, get_profile(cfg.profile), engine, pool,
-                             parse_rules(cfg.early_stop), time_limit_s)
+            run = ProblemRun(f"p{number}", engine.prompt_ids("x"), cfg, engine, pool, time_limit_s)
             result = await run.solve()
             seen_stops.add(result.stop_reason.split(":")[0])
             for c in result.candidates:

@@ -1,9 +1,11 @@
 """Problem files: CSV and JSONL in, clear errors naming file and line."""
 
+import subprocess
+import sys
+
 import pytest
 
 from kit.problem_io import read_problems
-from kit.tir import code_to_run, last_code_block, output_block, truncate_output
 
 
 def test_jsonl_and_csv(tmp_path):
@@ -43,22 +45,11 @@ def test_missing_file_and_wrong_suffix(tmp_path):
         read_problems(tmp_path / "p.txt")
 
 
-def test_last_code_block_takes_the_last_complete_block():
-    text = "```python\na = 1\n```\n```output\n```\n```python\nb = 2\n```\n```output"
-    assert last_code_block(text) == "b = 2\n"
-    assert last_code_block("```python\nunclosed") is None
-    # A block opened twice: the code is what follows the last opening fence.
-    assert last_code_block("```python\n```python\nx = 1\n```\n```output") == "x = 1\n"
-
-
-def test_code_close_trigger_runs_only_a_python_block_that_just_closed():
-    assert code_to_run("```python\n```python\nx = 1\n```\n", "code_close") == "x = 1\n"
-    assert code_to_run("```python\nx = 1\n```\nthen\n```text\nhi\n```\n", "code_close") is None
-    assert code_to_run("```python\nx = 1\n```\n```output", "output_fence") == "x = 1\n"
-
-
-def test_truncation_keeps_head_and_tail_with_a_marker():
-    out = truncate_output("H" * 500 + "ValueError: bad", 100)
-    assert out.startswith("H" * 50) and out.endswith("ValueError: bad")
-    assert "truncated" in out
-    assert output_block("4", 200) == "\n4\n```\n"
+def test_reading_problem_files_imports_neither_the_solver_nor_the_sandbox():
+    """The evaluation splits and the training data read rows through kit.problem_io: reading a
+    JSONL file must not pull in SC-TIR, the sandbox or vLLM."""
+    heavy = ("kit.sctir", "kit.solver", "kit.sandbox", "vllm", "torch")
+    probe = ("import sys, kit.problem_io; "
+             f"print(sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r} or m.startswith({heavy!r})))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]", loaded

@@ -10,6 +10,7 @@ import uuid
 
 import pytest
 
+from kit.config import ExecutorConfig
 from kit.sandbox.pool import ExecutorPool
 
 CAPTURE = 16384
@@ -42,7 +43,7 @@ def pool_and_log():
     logger.addHandler(records)
     logger.setLevel(logging.INFO)
     loop = asyncio.new_event_loop()
-    pool = ExecutorPool(max_concurrent_cells=2, capture_chars=CAPTURE)
+    pool = ExecutorPool(ExecutorConfig(max_concurrent_cells=2, capture_chars=CAPTURE))
     try:
         loop.run_until_complete(pool.start())
     finally:
@@ -84,7 +85,7 @@ def test_sys_modules_restored(run_cells):
 
 
 def test_reply_path_ignores_patched_modules(run_cells):
-    # What the worker calls between cells; print() must still reach the capture, the traceback
+    # What the session server calls between cells; print() must still reach the capture, the traceback
     # its formatting, and the reply the kit.
     damage = (
         "import os, json, traceback, socket, ast\nos.write = lambda fd, data: len(data)\nos.read = lambda fd, n: b''\n"
@@ -126,8 +127,8 @@ def test_standard_descriptors_restored(run_cells):
 
 
 def test_own_descriptors_replaced_is_a_crash(run_cells):
-    # Puts another file behind the session's own descriptors for its output file: the worker
-    # cannot repair that, so it must die (the kit restarts it and says so), not answer wrongly.
+    # Puts another file behind the session's own descriptors for its output file: the session
+    # server cannot repair that, so it must die (the kit restarts it and says so), not answer wrongly.
     damage = (
         "import os\nkeep = 'lost'\nfor fd in range(3, 64):\n    try:\n        target = os.readlink(f'/proc/self/fd/{fd}')\n"
         "    except OSError:\n        continue\n    if target.endswith('/output'):\n"

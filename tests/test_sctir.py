@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import random
 import time
@@ -16,7 +17,6 @@ from kit.sandbox.pool import CellResult, ExecutorPool
 from kit.sctir import ProblemRun
 from kit.tir import code_stop_string
 from kit.solver import Solver
-from kit.voting import parse_rules
 from scripted_engine import ScriptedEngine, code_step
 
 
@@ -25,9 +25,8 @@ def solve(script, time_limit_s=30.0, delay_s=0.0, **cfg_fields):
     engine = ScriptedEngine(script, delay_s, code_stop_string(cfg.code_trigger))
 
     async def go():
-        async with ExecutorPool(max_concurrent_cells=2, cell_timeout_s=cfg.cell_timeout_s) as pool:
-            run = ProblemRun("p", engine.prompt_ids("x"), cfg, get_profile(cfg.profile), engine, pool,
-                             parse_rules(cfg.early_stop), time_limit_s)
+        async with ExecutorPool(dataclasses.replace(cfg.executor, max_concurrent_cells=2)) as pool:
+            run = ProblemRun("p", engine.prompt_ids("x"), cfg, engine, pool, time_limit_s)
             return await run.solve()
 
     return asyncio.run(go()), engine
@@ -153,7 +152,7 @@ def test_deadline_votes_over_what_finished():
 def test_cell_timeout_is_capped_by_the_deadline():
     steps = [code_step("import time\ntime.sleep(30)"), "\\boxed{1}"]
     started = time.monotonic()
-    result, _ = solve(lambda c, s: steps[s], num_samples=1, cell_timeout_s=60.0, time_limit_s=1.5)
+    result, _ = solve(lambda c, s: steps[s], num_samples=1, executor={"cell_timeout_s": 60.0}, time_limit_s=1.5)
     assert time.monotonic() - started < 6.0
     assert result.stop_reason == "deadline" or result.candidates[0].cells[0].timed_out
 
@@ -265,8 +264,7 @@ def solve_on(engine, pool, time_limit_s=30.0, clock=time.monotonic, **cfg_fields
     cfg = KitConfig(**{"num_samples": 8, "max_code_rounds": 2, "early_stop": [], **cfg_fields})
 
     async def go():
-        run = ProblemRun("p", engine.prompt_ids("x"), cfg, get_profile(cfg.profile), engine, pool,
-                         parse_rules(cfg.early_stop), time_limit_s, clock=clock)
+        run = ProblemRun("p", engine.prompt_ids("x"), cfg, engine, pool, time_limit_s, clock=clock)
         return await run.solve()
 
     return asyncio.run(go())

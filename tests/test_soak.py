@@ -18,7 +18,7 @@ import time
 import psutil
 import pytest
 
-from kit.config import KitConfig
+from kit.config import ExecutorConfig, KitConfig
 from kit.engine import GenerationStep
 from kit.solver import Solver
 from scripted_engine import ScriptedEngine, code_step
@@ -102,8 +102,8 @@ def settle(me: psutil.Process, fds: int = 0, children: int = 0, wait_s: float = 
 
 @pytest.mark.slow
 def test_hundreds_of_problems_with_hostile_cells_leak_nothing():
-    cfg = KitConfig(num_samples=16, max_code_rounds=2, early_stop=["4/6"], cell_timeout_s=0.5,
-                    cell_memory_mb=1024, executor_concurrency=2, problem_time_s=TIME_LIMIT_S)
+    cfg = KitConfig(num_samples=16, max_code_rounds=2, early_stop=["4/6"], problem_time_s=TIME_LIMIT_S,
+                    executor=ExecutorConfig(cell_timeout_s=0.5, memory_mb=1024, max_concurrent_cells=2))
     engine = SoakEngine()
     me = psutil.Process()
     with Solver(cfg, engine=engine) as solver:

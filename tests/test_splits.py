@@ -47,3 +47,45 @@ def test_bad_split_file_is_refused_with_file_line_and_reason(tmp_path, content, 
 def test_unknown_split_name_lists_the_known_ones():
     with pytest.raises(FileNotFoundError, match="aime"):
         load_split("aime-2030")
+
+
+@pytest.mark.parametrize("source, hub", [("AI-MO/NuminaMath-TIR", True), ("AI-MO/NuminaMath-1.5", True),
+                                         ("data/missing.jsonl", False), ("./a/b", False), ("a/b/c", False)])
+def test_what_counts_as_a_hub_dataset_id(source, hub):
+    from eval.splits import is_hub_id
+
+    assert is_hub_id(source) is hub
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    """A hub that serves one dataset with a train and a test split (datasets' own classes)."""
+    import datasets
+
+    def rows(split, n):
+        return datasets.Dataset.from_list([{"problem": f"{split} {i} + {i}?", "answer": str(2 * i),
+                                            "solution": f"\\boxed{{{2 * i}}}"} for i in range(n)])
+
+    loaded = datasets.DatasetDict({"train": rows("train", 5), "test": rows("test", 3)})
+    monkeypatch.setattr(datasets, "load_dataset", lambda dataset_id: loaded)
+
+
+def test_splits_and_training_data_load_hub_datasets_alike(hub):
+    from train.chats import load_messages
+
+    problems, profile = load_split("owner/NuminaMath-1.5", limit=2)
+    assert [p.problem for p in problems] == ["test 0 + 0?", "test 1 + 1?"] and profile == "free"
+    rows = load_messages("owner/NuminaMath-1.5", split="train", limit=4, decontaminate=False)
+    assert [r["problem"] for r in rows] == [f"train {i} + {i}?" for i in range(4)]
+
+
+def test_a_missing_hub_split_or_package_is_named(hub, monkeypatch):
+    import sys
+
+    from train.chats import load_messages
+
+    with pytest.raises(ValueError, match=r"'owner/name' has no split 'validation' \(splits: \['test', 'train'\]\)"):
+        load_messages("owner/name", split="validation", decontaminate=False)
+    monkeypatch.setitem(sys.modules, "datasets", None)  # makes `import datasets` fail
+    with pytest.raises(ImportError, match="pip install datasets"):
+        load_split("owner/name")

@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 
 from kit.kaggle.competitions import get_competition
-from kit.config import KitConfig, load_config
+from kit.config import ExecutorConfig, KitConfig, load_config
 from kit.kaggle.local_gateway import run_local_gateway
 from kit.sctir import ProblemResult
 from kit.solver import Solver
@@ -43,7 +43,8 @@ def quick_engine() -> ScriptedEngine:
 
 
 def make_submission(engine_factory, tmp_path=None, **kw) -> Submission:
-    cfg = KitConfig(num_samples=4, max_code_rounds=100, profile="aimo3", early_stop=["decided"], cell_timeout_s=1)
+    cfg = KitConfig(num_samples=4, max_code_rounds=100, profile="aimo3", early_stop=["decided"],
+                    executor=ExecutorConfig(cell_timeout_s=1))
     defaults = {"time_limit_s": 60.0, "num_problems": 5, "safety_margin_s": 0.5}
     return Submission(get_competition("aimo3"), cfg, solver_factory=lambda c: Solver(c, engine=engine_factory()),
                       log_path=tmp_path / "bank.jsonl" if tmp_path else None, **defaults | kw)

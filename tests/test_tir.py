@@ -3,18 +3,18 @@ the way markdown defines them (a line of the fence alone)."""
 
 import pytest
 
-from kit.tir import code_to_run, last_code_block, open_code_block
+from kit.tir import code_to_run, open_code_block, output_block, truncate_output
 
 
 @pytest.mark.parametrize("fence", ["```python", "```py", "```Python", "```python3", "```PYTHON", "```py3",
                                    "```ipython", "``` python", "```python  "])
 def test_common_spellings_open_a_python_block(fence):
-    assert last_code_block(f"Compute:\n{fence}\nx = 1\n```\n") == "x = 1\n"
+    assert code_to_run(f"Compute:\n{fence}\nx = 1\n```\n", "output_fence") == "x = 1\n"
 
 
 @pytest.mark.parametrize("fence", ["```text", "```pythonic", "```", "```output", "```python print(1)"])
 def test_other_fences_are_not_python_blocks(fence):
-    assert last_code_block(f"{fence}\nx = 1\n```\n") is None
+    assert code_to_run(f"{fence}\nx = 1\n```\n", "output_fence") is None
 
 
 @pytest.mark.parametrize("text, code", [
@@ -44,3 +44,24 @@ def test_an_output_fence_without_code_is_no_open_block():
 def test_code_close_runs_only_when_the_python_block_just_closed():
     assert code_to_run('```python\nx = """a```\nb"""\n```\n', "code_close") == 'x = """a```\nb"""\n'
     assert code_to_run("```py\nx = 1\n```\nthen\n```text\nhi\n```\n", "code_close") is None
+
+
+def test_the_code_to_run_is_the_last_complete_block():
+    text = "```python\na = 1\n```\n```output\n```\n```python\nb = 2\n```\n```output"
+    assert code_to_run(text, "output_fence") == "b = 2\n"
+    assert code_to_run("```python\nunclosed", "output_fence") is None
+    # A block opened twice: the code is what follows the last opening fence.
+    assert code_to_run("```python\n```python\nx = 1\n```\n```output", "output_fence") == "x = 1\n"
+
+
+def test_code_close_trigger_runs_only_a_python_block_that_just_closed():
+    assert code_to_run("```python\n```python\nx = 1\n```\n", "code_close") == "x = 1\n"
+    assert code_to_run("```python\nx = 1\n```\nthen\n```text\nhi\n```\n", "code_close") is None
+    assert code_to_run("```python\nx = 1\n```\n```output", "output_fence") == "x = 1\n"
+
+
+def test_truncation_keeps_head_and_tail_with_a_marker():
+    out = truncate_output("H" * 500 + "ValueError: bad", 100)
+    assert out.startswith("H" * 50) and out.endswith("ValueError: bad")
+    assert "truncated" in out
+    assert output_block("4", 200) == "\n4\n```\n"

@@ -74,3 +74,66 @@ def test_tool_outputs_get_no_loss_in_the_batches_the_trainer_builds(tmp_path):
             text = tokenizer.decode(row[row != -100])
             assert "SECRET" not in text  # the tool output
             assert re.fullmatch(r"```python\nprint\(\d \+ \d\)\n```\n```outputSo \\boxed\{\d\}\.<\|im_end\|>", text)
+
+
+def _kto_rows(tmp_path):
+    rows = [{"prompt": chat_messages(f"What is {i} + {i}?"),
+             "completion": [{"role": "assistant", "content": f"So \\boxed{{{2 * i + (i % 2)}}}."}],
+             "label": i % 2 == 0} for i in range(8)]
+    data = tmp_path / "kto.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return data
+
+
+def _steps_run(monkeypatch, model_dir, data, out, **overrides) -> list[int]:
+    """The global steps a KTO run through ``python -m train kto`` trains (counted per step)."""
+    from train import kto
+    from train.__main__ import main as train
+
+    steps = []
+    original = kto.ToolMaskedKTOTrainer.training_step
+
+    def counting_step(self, *a, **kw):
+        steps.append(self.state.global_step)
+        return original(self, *a, **kw)
+
+    monkeypatch.setattr(kto.ToolMaskedKTOTrainer, "training_step", counting_step)
+    flags = {"dataset": data, "model_name_or_path": model_dir, "dtype": "float32", "output_dir": out,
+             "max_steps": 10, "save_steps": 5, "per_device_train_batch_size": 4, "max_length": 128,
+             "report_to": "none", "use_cpu": "true", **overrides}
+    train(["kto", *(item for key, value in flags.items() for item in (f"--{key}", str(value)))])
+    monkeypatch.undo()
+    return steps
+
+
+def test_kto_resumes_from_the_last_checkpoint_or_the_one_the_recipe_names(tmp_path, monkeypatch):
+    import shutil
+
+    model_dir = build_tiny_model(tmp_path / "tiny")
+    data = _kto_rows(tmp_path)
+    first = tmp_path / "first"
+    assert _steps_run(monkeypatch, model_dir, data, first) == list(range(10))
+    assert (first / "checkpoint-5").is_dir() and (first / "checkpoint-10").is_dir()
+
+    # resume_from_checkpoint names a checkpoint: training goes on from it, into a new output_dir.
+    named = _steps_run(monkeypatch, model_dir, data, tmp_path / "second",
+                       resume_from_checkpoint=first / "checkpoint-5")
+    assert named == [5, 6, 7, 8, 9]
+
+    # A run killed between steps 5 and 10 (only checkpoint-5 left) picks up there when run again.
+    for item in first.iterdir():
+        if item.name != "checkpoint-5":
+            shutil.rmtree(item) if item.is_dir() else item.unlink()
+    assert _steps_run(monkeypatch, model_dir, data, first) == [5, 6, 7, 8, 9]
+    assert json.loads((first / "trainer_state.json").read_text())["global_step"] == 10
+
+
+def test_a_named_checkpoint_that_does_not_exist_is_refused_before_any_model_loads(tmp_path):
+    from trl import KTOConfig
+
+    from train.common import resume_checkpoint
+
+    args = KTOConfig(output_dir=str(tmp_path / "out"), resume_from_checkpoint=str(tmp_path / "checkpoint-7"),
+                     report_to="none", use_cpu=True)
+    with pytest.raises(FileNotFoundError, match="resume_from_checkpoint: no checkpoint folder .*checkpoint-7"):
+        resume_checkpoint(args)

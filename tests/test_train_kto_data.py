@@ -64,16 +64,15 @@ def test_candidates_that_ended_in_a_kit_error_are_left_out(monkeypatch):
 
 def test_the_smoke_recipe_samples_the_tir_model_in_the_format_it_was_trained_in():
     import yaml
-    from trl import TrlParser
 
     from kit.tir import render_prompt
     from train.chats import load_messages
-    from train.kto_data import KtoDataArguments, sampling_config
+    from train.kto_data import make_parser
 
-    (args,) = TrlParser((KtoDataArguments,)).parse_args_and_config(["--config", str(RECIPES / "kto_data.yaml")])
+    (args,) = make_parser().parse_args_and_config(["--config", str(RECIPES / "kto_data.yaml")])
     sft_tir = yaml.safe_load((RECIPES / "sft_tir.yaml").read_text())
-    assert args.model == sft_tir["output_dir"]
-    cfg = sampling_config(args)
+    cfg = args.sampling_config()
+    assert cfg.model == sft_tir["output_dir"]
     (trained,) = load_messages(sft_tir["dataset"], limit=1, decontaminate=sft_tir["decontaminate"])
     assert chat_messages(trained["problem"], cfg.prompt_template, cfg.system_prompt) == trained["messages"][:-1]
     assert trained["messages"][-2]["content"] == render_prompt(trained["problem"])
@@ -94,8 +93,8 @@ def test_a_problem_file_without_ids_gets_its_reference_solutions_and_both_labels
     wrong = lambda cfg: Solver(cfg, engine=ScriptedEngine(lambda c, s: "So \\boxed{99999}."))  # noqa: E731
     monkeypatch.setattr(kit.solver, "Solver", wrong)
     out = tmp_path / "kto.jsonl"
-    main(KtoDataArguments(model="unused", problems=str(problems), output=str(out), samples_per_problem=2,
-                          kit_config=str(RECIPES / "kit_tir.yaml"), add_reference_solutions=True,
+    main(KtoDataArguments(problems=str(problems), output=str(out), add_reference_solutions=True,
+                          kit={"config": str(RECIPES / "kit_tir.yaml"), "model": "unused", "num_samples": 2},
                           decontaminate_against=[]))
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     references = [r for r in rows if r["candidate"] == "reference"]

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from safetensors import safe_open
 
-from train.quantize import QuantizeArguments, check_model_folder, main
+from train.__main__ import main as train
+from train.quantize import QuantizeArguments, check_model_folder
 from train.tiny_model import build_tiny_model
 
 REPO = Path(__file__).resolve().parent.parent
@@ -27,9 +28,9 @@ def tiny_model(tmp_path_factory):
 @pytest.fixture(scope="module")
 def quantized(tiny_model, tmp_path_factory):
     out = tmp_path_factory.mktemp("gptq") / "model"
-    main(["--model_name_or_path", str(tiny_model), "--output_dir", str(out), "--dataset", str(TRACES),
-          "--num_calibration_samples", "16", "--max_length", "128", "--bits", "4", "--group_size", "32",
-          "--batch_size", "8"])
+    train(["quantize", "--model_name_or_path", str(tiny_model), "--output_dir", str(out), "--dataset", str(TRACES),
+           "--num_calibration_samples", "16", "--max_length", "128", "--bits", "4", "--group_size", "32",
+           "--batch_size", "8"])
     return out
 
 
@@ -53,7 +54,7 @@ def test_an_unknown_recipe_field_is_refused_naming_it(tmp_path):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text("model_name_or_path: m\noutput_dir: o\ngroup_sise: 32\n")
     with pytest.raises(ValueError, match="group_sise"):
-        main(["--config", str(recipe)])
+        train(["quantize", "--config", str(recipe)])
 
 
 def test_the_quantized_folder_is_4_bit_gptq_that_vllm_accepts(quantized):

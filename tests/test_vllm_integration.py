@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from kit.answers import get_profile, last_boxed, last_number
-from kit.tir import OUTPUT_FENCE, last_code_block
+from kit.tir import OUTPUT_FENCE, code_to_run
 
 pytestmark = pytest.mark.engine
 
@@ -79,7 +79,7 @@ def test_every_executed_cell_output_is_in_its_trace(run):
             for cell in c["cells"]:
                 # Each output follows its own output fence, in order.
                 fence = c["text"].index(OUTPUT_FENCE + cell["output"], position)
-                assert last_code_block(c["text"][:fence]) == cell["code"]
+                assert code_to_run(c["text"][:fence], "output_fence") == cell["code"]
                 position = fence + len(OUTPUT_FENCE)
 
 

@@ -34,7 +34,8 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from eval.splits import SPLITS
+from eval.splits import SPLITS, hub_rows, is_hub_id
+from kit.config import KitConfig
 from kit.problem_io import iter_rows, problem_text, row_id
 from kit.tir import CODE_FENCE, DEFAULT_PROMPT_TEMPLATE, OUTPUT_FENCE, chat_messages, output_block
 from train import decontaminate as decon
@@ -45,7 +46,7 @@ DATA_DIR = Path(__file__).resolve().parent / "data"
 GSM8K_SLICE = DATA_DIR / "gsm8k_train_slice.jsonl"
 TIR_TRACES = DATA_DIR / "tir_traces_sample.jsonl"
 
-OUTPUT_MAX_CHARS = 200  # kit.config's default output_max_chars: train as the kit infers
+OUTPUT_MAX_CHARS = KitConfig().output_max_chars  # train as the kit infers with its default
 IGNORE_INDEX = -100  # the label torch's cross-entropy skips
 COT_TEMPLATE = "{problem}"  # NuminaMath-CoT trains on the bare problem
 
@@ -119,29 +120,11 @@ def row_to_example(row: dict, where: str, row_id: str, template: str | None = No
     return {"id": row_id, "problem": problem, "messages": messages}
 
 
-def _hub_rows(dataset_id: str, split: str, limit: int | None) -> Iterator[tuple[str, dict]]:
-    """(where, row) for a Hugging Face dataset split; needs `datasets` and a reachable hub."""
-    try:
-        import datasets
-    except ImportError:
-        raise ImportError(f"{dataset_id!r} is not a local file; loading it from the Hugging Face hub needs "
-                          "`pip install datasets` (and network access)") from None
-    split_spec = f"{split}[:{limit}]" if limit else split
-    try:
-        loaded = datasets.load_dataset(dataset_id, split=split_spec)
-    except Exception as exc:  # offline, unknown id or split: all reported the same way
-        raise RuntimeError(f"could not load {dataset_id!r} split {split!r} from the Hugging Face hub "
-                           f"({type(exc).__name__}: {exc}); offline runs need a local .jsonl") from exc
-    for index, row in enumerate(loaded):
-        yield f"{dataset_id}[{split}] row {index}", dict(row)
-
-
 def _source_rows(source: str, split: str, limit: int | None) -> Iterator[tuple[str, dict]]:
-    path = Path(source)
-    if path.exists():
-        return iter_rows(path)
-    if "/" in source and not source.startswith((".", "/")) and not path.suffix:
-        return _hub_rows(source, split, limit)
+    if Path(source).exists():
+        return iter_rows(source)
+    if is_hub_id(source):
+        return hub_rows(source, split, limit)
     raise FileNotFoundError(f"training data {source!r}: no such file, and not a hub dataset id")
 
 

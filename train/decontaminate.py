@@ -232,17 +232,24 @@ def write_report(report: dict, path: str | Path) -> Path:
     return path
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m train measure-decontamination",
-                                     description="Print the decontamination rule's recall on edited copies of the "
-                                                 "evaluation problems and its false-positive rate on clean rows.")
+def make_parser(subparsers: argparse._SubParsersAction | None = None) -> argparse.ArgumentParser:
+    """The step's own parser, or its subcommand of ``python -m train`` (train/__main__.py)."""
+    description = ("Print the decontamination rule's recall on edited copies of the evaluation problems and its "
+                   "false-positive rate on clean rows.")
+    parser = (subparsers.add_parser("measure-decontamination", help="measure the decontamination rule",
+                                    description=description)
+              if subparsers is not None else
+              argparse.ArgumentParser(prog="python -m train measure-decontamination", description=description))
     parser.add_argument("--against", nargs="+", default=sorted(SPLITS), help="Evaluation splits (default: all).")
     parser.add_argument("--clean", nargs="*", default=[], help="More training problem files (a problem column): "
                         "their drop rate and dropped rows are printed, to check by hand.")
     parser.add_argument("--thresholds", nargs="*", type=int, default=[],
                         help="Also measure with these boilerplate thresholds (the choice of BOILERPLATE_PROBLEMS).")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the edited copies.")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(args: argparse.Namespace) -> None:
     index = build_eval_ngrams(args.against)
     print(json.dumps(measure(index, args.seed), indent=2))
     for threshold in args.thresholds:
@@ -259,4 +266,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(make_parser().parse_args())

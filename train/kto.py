@@ -1,10 +1,11 @@
 """KTO on the kit's own labelled samples (``train.kto_data``), with TRL's KTOTrainer.
 
-    python -m train.kto --config train/recipes/smoke/kto.yaml
+    python -m train kto --config train/recipes/smoke/kto.yaml
 
 A recipe's keys are fields of ``KTOScriptArguments`` (below), TRL's ``KTOConfig`` and
-``ModelConfig``; an unknown key fails before any model loads. Training resumes from the last
-checkpoint in ``output_dir``.
+``ModelConfig``; an unknown key fails before any model loads. Training resumes as every trainer
+of the chain does (``train.common.resume_checkpoint``): from ``resume_from_checkpoint`` when set,
+else from the last checkpoint in ``output_dir``.
 
 TRL advises keeping ``desirable_weight * n_desirable / (undesirable_weight * n_undesirable)``
 between 1 and 4/3. With ``balance_weights: true`` (the default) the desirable weight is set
@@ -19,6 +20,7 @@ fence and the end-of-turn marker), for the scored completions and the KL ones al
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 from dataclasses import dataclass, field
@@ -27,18 +29,18 @@ from pathlib import Path
 import torch
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
-from transformers.trainer_utils import get_last_checkpoint
 from trl import KTOConfig, KTOTrainer, ModelConfig, TrlParser, get_peft_config
 from trl.trainer.kto_trainer import DataCollatorForUnpairedPreference
 
 from train.chats import IGNORE_INDEX, tokenize_with_mask
+from train.common import log_to_stdout, resume_checkpoint
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class KTOScriptArguments:
-    dataset: str = field(metadata={"help": "JSONL written by `python -m train.kto_data` (prompt, completion, label)."})
+    dataset: str = field(metadata={"help": "JSONL written by `python -m train kto-data` (prompt, completion, label)."})
     balance_weights: bool = field(default=True, metadata={"help": "Set desirable_weight from the label counts (TRL's 1 to 4/3 rule)."})
 
 
@@ -116,6 +118,8 @@ def kto_trainer(model, tokenizer, training_args: KTOConfig, rows: list[dict], pe
 
 
 def main(script_args: KTOScriptArguments, training_args: KTOConfig, model_args: ModelConfig) -> None:
+    checkpoint = resume_checkpoint(training_args)
+
     # --- data
     rows = load_kto_rows(script_args.dataset)
     n_desirable = sum(r["label"] for r in rows)
@@ -130,8 +134,7 @@ def main(script_args: KTOScriptArguments, training_args: KTOConfig, model_args: 
 
     # --- train
     trainer = kto_trainer(model, tokenizer, training_args, rows, get_peft_config(model_args))
-    last = get_last_checkpoint(training_args.output_dir) if Path(training_args.output_dir).is_dir() else None
-    trainer.train(resume_from_checkpoint=last)
+    trainer.train(resume_from_checkpoint=checkpoint)
 
     # --- save
     trainer.save_model(training_args.output_dir)
@@ -139,6 +142,14 @@ def main(script_args: KTOScriptArguments, training_args: KTOConfig, model_args: 
     tokenizer.save_pretrained(training_args.output_dir)
 
 
+def make_parser(subparsers: argparse._SubParsersAction | None = None) -> TrlParser:
+    """TRL's script convention: the step's own parser, or its subcommand of ``python -m train``."""
+    dataclass_types = (KTOScriptArguments, KTOConfig, ModelConfig)
+    if subparsers is not None:
+        return subparsers.add_parser("kto", help="KTO on the kit's labelled samples", dataclass_types=dataclass_types)
+    return TrlParser(dataclass_types, prog="python -m train kto")
+
+
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    main(*TrlParser((KTOScriptArguments, KTOConfig, ModelConfig)).parse_args_and_config())
+    log_to_stdout()
+    main(*make_parser().parse_args_and_config())

@@ -1,7 +1,11 @@
 """KTO data: SC-TIR completions sampled with the kit from the SFT model, labelled by the
 evaluation grader against the ground truth (Numina's KTO stage).
 
-    python -m train.kto_data --config train/recipes/smoke/kto_data.yaml
+    python -m train kto-data --config train/recipes/smoke/kto_data.yaml
+
+The kit's settings (the model to sample, samples per problem, time per problem, ...) are the
+recipe's ``kit:`` mapping, read by the kit's own ``load_config`` (``train.common``); early stopping
+is always off, since KTO wants every sample, right and wrong.
 
 The prompts are the kit's own (its chat template, prompt template and system prompt) and
 the completions are the kit's traces, tool outputs included, so KTO sees exactly what
@@ -15,6 +19,7 @@ their traces stop where the kit failed, not where the model went wrong.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import random
@@ -22,12 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
+from trl import TrlParser
 
 from eval.grading.grader import Grader
-from eval.splits import EvalProblem, load_split
+from eval.splits import SPLITS, EvalProblem, load_split
 from kit.answers import get_profile
-from kit.config import KitConfig, load_config
+from kit.config import KitConfig
 from kit.tir import chat_messages
+from train.common import KIT_HELP, kit_config, kit_mapping, log_to_stdout
 from train.decontaminate import build_eval_ngrams, decontaminate
 
 log = logging.getLogger(__name__)
@@ -35,23 +42,22 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class KtoDataArguments:
-    model: str = field(metadata={"help": "The SFT model folder to sample from."})
-    problems: str = field(metadata={"help": "Problems with answers: a .jsonl/.csv/.parquet file or a split name."})
+    problems: str = field(metadata={"help": "Problems with answers: a .jsonl/.csv/.parquet file, a split name or a hub dataset id."})
     output: str = field(metadata={"help": "Where to write the labelled rows (JSONL)."})
-    kit_config: str = field(default="cpu-smol", metadata={"help": "Kit config (name in kit/configs or a path) for sampling."})
-    samples_per_problem: int = field(default=4, metadata={"help": "Completions per problem (Numina: 4)."})
+    kit: dict | str | None = field(default_factory=dict, metadata={"help": KIT_HELP + " Set `model` to the SFT model folder to sample from (Numina: 4 samples per problem, num_samples)."})
     limit: int | None = field(default=None, metadata={"help": "Only the first K problems."})
-    problem_time_s: float = field(default=120.0, metadata={"help": "Time limit per problem."})
-    problems_in_flight: int = field(default=1, metadata={"help": "Problems sampled at once: raise it to keep a large batch or several data-parallel replicas (the kit config's data_parallel_size) busy."})
+    problems_in_flight: int = field(default=1, metadata={"help": "Problems sampled at once: raise it to keep a large batch or several data-parallel replicas (the kit's data_parallel_size) busy."})
     add_reference_solutions: bool = field(default=False, metadata={"help": "Also add each problem's reference solution from the data as a desirable row: for models too weak to be right (smoke runs). Numina's KTO uses samples only."})
-    decontaminate_against: list[str] = field(default_factory=lambda: ["aime", "amc", "amc23", "math-l4", "math-l5", "math500", "gsm8k"],
+    decontaminate_against: list[str] = field(default_factory=lambda: list(SPLITS),
                                              metadata={"help": "Evaluation splits whose problems must not be trained on (13-gram overlap)."})
 
+    def __post_init__(self) -> None:
+        self.kit = kit_mapping(self.kit)
+        self.sampling_config()  # a bad kit setting fails now, while the recipe is parsed
 
-def sampling_config(args: KtoDataArguments) -> KitConfig:
-    # No early stop: KTO wants every sample, right and wrong.
-    return load_config(args.kit_config, model=args.model, num_samples=args.samples_per_problem, early_stop=[],
-                       problem_time_s=args.problem_time_s)
+    def sampling_config(self) -> KitConfig:
+        # No early stop: KTO wants every sample, right and wrong.
+        return kit_config(self.kit, early_stop=[])
 
 
 def clean_problems(args: KtoDataArguments) -> list[EvalProblem]:
@@ -113,7 +119,7 @@ def main(args: KtoDataArguments) -> None:
     if not problems:
         raise ValueError(f"{args.problems}: no problems left after decontamination")
     # --- sample with the kit and grade
-    cfg = sampling_config(args)
+    cfg = args.sampling_config()
     with Solver(cfg) as solver, Grader() as grader:
         rows = sample_rows(solver, grader, problems, cfg, args.problems_in_flight)
     if args.add_reference_solutions:
@@ -130,9 +136,14 @@ def main(args: KtoDataArguments) -> None:
         log.warning("the KTO data has only one label; KTO needs both (sample more, or a stronger model)")
 
 
-if __name__ == "__main__":
-    from trl import TrlParser
+def make_parser(subparsers: argparse._SubParsersAction | None = None) -> TrlParser:
+    """TRL's script convention: the step's own parser, or its subcommand of ``python -m train``."""
+    if subparsers is not None:
+        return subparsers.add_parser("kto-data", help="sample and label KTO data with the kit",
+                                     dataclass_types=(KtoDataArguments,))
+    return TrlParser((KtoDataArguments,), prog="python -m train kto-data")
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    (script_args,) = TrlParser((KtoDataArguments,)).parse_args_and_config()
-    main(script_args)
+
+if __name__ == "__main__":
+    log_to_stdout()
+    main(*make_parser().parse_args_and_config())

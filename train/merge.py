@@ -1,7 +1,7 @@
 """Merge checkpoints: a LoRA adapter into its base model, or a weighted average of full models.
 
-    python -m train.merge lora --base B --adapter A --out O
-    python -m train.merge linear --models M1 M2 --weights 0.3 0.7 --out O
+    python -m train merge lora --base B --adapter A --out O
+    python -m train merge linear --models M1 M2 --weights 0.3 0.7 --out O
 
 ``linear`` is the checkpoint averaging NVIDIA's AIMO-2 winner used (0.3 CoT + 0.7 TIR): every
 tensor of the output is sum_i w_i * tensor_i, computed in float32 and stored in the first
@@ -62,9 +62,12 @@ def merge_linear(models: list[str | Path], weights: list[float], out: str | Path
     return Path(out)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
+def make_parser(subparsers: argparse._SubParsersAction | None = None) -> argparse.ArgumentParser:
+    """TRL's script convention: the step's own parser, or its subcommand of ``python -m train``."""
+    kwargs = {"description": __doc__, "formatter_class": argparse.RawDescriptionHelpFormatter}
+    parser = (subparsers.add_parser("merge", help="merge a LoRA adapter, or average checkpoints", **kwargs)
+              if subparsers is not None else argparse.ArgumentParser(prog="python -m train merge", **kwargs))
+    sub = parser.add_subparsers(dest="method", required=True)
     lora = sub.add_parser("lora", help="merge a LoRA adapter into its base model")
     lora.add_argument("--base", required=True, help="base model folder (what the adapter was trained on)")
     lora.add_argument("--adapter", required=True, help="adapter folder written by train.sft with use_peft")
@@ -73,8 +76,11 @@ def main(argv: list[str] | None = None) -> None:
     linear.add_argument("--models", nargs="+", required=True, help="model folders")
     linear.add_argument("--weights", nargs="+", type=float, required=True, help="one weight per model, sum 1")
     linear.add_argument("--out", required=True, help="output folder")
-    args = parser.parse_args(argv)
-    if args.command == "lora":
+    return parser
+
+
+def main(args: argparse.Namespace) -> None:
+    if args.method == "lora":
         path = merge_lora(args.base, args.adapter, args.out)
     else:
         path = merge_linear(args.models, args.weights, args.out)
@@ -82,4 +88,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(make_parser().parse_args())

@@ -15,11 +15,11 @@ kernels). On a small CPU machine set ``GPTQMODEL_CPU_WORKERS`` to its core count
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
 import random
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +28,7 @@ from transformers import AutoTokenizer
 from trl import TrlParser
 
 from train.chats import load_messages
+from train.common import log_to_stdout
 
 logger = logging.getLogger(__name__)
 
@@ -106,9 +107,7 @@ def calibration_examples(args: QuantizeArguments, tokenizer) -> list[dict]:
     return examples
 
 
-def main(argv: list[str] | None = None) -> Path:
-    parser = TrlParser((QuantizeArguments,))
-    (args,) = parser.parse_args_and_config(argv)
+def main(args: QuantizeArguments) -> Path:
     check_model_folder(args)
     # gptqmodel sizes its CPU thread pool at import; more workers than cores only thrash.
     os.environ.setdefault("GPTQMODEL_CPU_WORKERS", str(os.cpu_count() or 1))
@@ -135,7 +134,13 @@ def main(argv: list[str] | None = None) -> Path:
     return Path(args.output_dir)
 
 
+def make_parser(subparsers: argparse._SubParsersAction | None = None) -> TrlParser:
+    """TRL's script convention: the step's own parser, or its subcommand of ``python -m train``."""
+    if subparsers is not None:
+        return subparsers.add_parser("quantize", help="GPTQ quantization for vLLM", dataclass_types=(QuantizeArguments,))
+    return TrlParser((QuantizeArguments,), prog="python -m train quantize")
+
+
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stdout)
-    main()
+    log_to_stdout()
+    main(*make_parser().parse_args_and_config())

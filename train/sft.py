@@ -1,13 +1,14 @@
 """Supervised fine-tuning, both stages of the Numina recipe (CoT, then TIR), with TRL's SFTTrainer.
 
-    python -m train.sft --config train/recipes/smoke/sft_cot.yaml
+    python -m train sft --config train/recipes/smoke/sft_cot.yaml
     accelerate launch --config_file train/recipes/accelerate/zero3_8gpu.yaml \\
         -m train.sft --config train/recipes/numina/sft_cot.yaml
 
 A recipe is a YAML file whose keys are fields of ``SFTScriptArguments`` (below), TRL's
 ``SFTConfig`` (which extends ``transformers.TrainingArguments``) and TRL's ``ModelConfig``;
 command-line flags override it. A key that belongs to none of them is an error, raised before
-any model loads. Training resumes from the last ``checkpoint-*`` in ``output_dir``.
+any model loads. Training resumes as every trainer of the chain does (``train.common.resume_checkpoint``):
+from ``resume_from_checkpoint`` when set, else from the last ``checkpoint-*`` in ``output_dir``.
 
 The data goes through ``train.chats``: rows become chats, chats are rendered with the tokenizer's
 chat template and tokenized here into ``input_ids``/``labels``. Pre-tokenizing (rather than
@@ -21,22 +22,21 @@ TRL intends; where a chat must fit one sequence (no packing, or ``bfd``, which T
 at ``max_length``), a longer chat is dropped, since cutting it would keep its problem and lose
 its answer and end of turn. The log says how many chats and labelled tokens are kept.
 
-With ``use_peft: true`` only the adapter is saved; ``python -m train.merge lora`` merges it.
+With ``use_peft: true`` only the adapter is saved; ``python -m train merge lora`` merges it.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
-import os
-import sys
 from dataclasses import dataclass, field
 
 from datasets import Dataset
 from transformers import AutoTokenizer
-from transformers.trainer_utils import get_last_checkpoint
 from trl import ModelConfig, SFTConfig, SFTTrainer, TrlParser, get_peft_config, get_quantization_config
 
 from train.chats import IGNORE_INDEX, load_messages, tokenize_with_mask
+from train.common import log_to_stdout, resume_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -99,18 +99,8 @@ def tokenized_dataset(script_args: SFTScriptArguments, tokenizer, training_args:
     return Dataset.from_list(kept)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = TrlParser((SFTScriptArguments, SFTConfig, ModelConfig))
-    # Raises on a recipe key that no dataclass knows, naming it: before anything heavy happens.
-    script_args, training_args, model_args = parser.parse_args_and_config(argv)
-
-    # --- checkpoint to resume from
-    last_checkpoint = None
-    if os.path.isdir(training_args.output_dir):
-        last_checkpoint = get_last_checkpoint(training_args.output_dir)
-    checkpoint = training_args.resume_from_checkpoint or last_checkpoint
-    if checkpoint is not None:
-        logger.info("resuming from %s", checkpoint)
+def main(script_args: SFTScriptArguments, training_args: SFTConfig, model_args: ModelConfig) -> None:
+    checkpoint = resume_checkpoint(training_args)
 
     # --- tokenizer and data
     tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision)
@@ -149,7 +139,15 @@ def main(argv: list[str] | None = None) -> None:
     trainer.end()
 
 
+def make_parser(subparsers: argparse._SubParsersAction | None = None) -> TrlParser:
+    """TRL's script convention: the step's own parser, or its subcommand of ``python -m train``.
+    Parsing raises on a recipe key that no dataclass knows, naming it: before anything heavy."""
+    dataclass_types = (SFTScriptArguments, SFTConfig, ModelConfig)
+    if subparsers is not None:
+        return subparsers.add_parser("sft", help="supervised fine-tuning (CoT or TIR)", dataclass_types=dataclass_types)
+    return TrlParser(dataclass_types, prog="python -m train sft")
+
+
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stdout)
-    main()
+    log_to_stdout()
+    main(*make_parser().parse_args_and_config())

@@ -5,7 +5,7 @@ offline in a second. The tokenizer is real (byte-level BPE trained on the projec
 so any string encodes without unknown tokens) and carries the ChatML chat template the
 training data is rendered with. The folder is an ordinary ``save_pretrained`` checkpoint.
 
-    python -m train.tiny_model --out runs/train/tiny-model [--check-vllm]
+    python -m train tiny-model --out runs/train/tiny-model [--check-vllm]
 """
 
 from __future__ import annotations
@@ -120,13 +120,23 @@ def check_vllm(model_dir: Path) -> str:
     return out[0].outputs[0].text
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def make_parser(subparsers: argparse._SubParsersAction | None = None) -> argparse.ArgumentParser:
+    """TRL's script convention: the step's own parser, or its subcommand of ``python -m train``."""
+    kwargs = {"description": __doc__, "formatter_class": argparse.RawDescriptionHelpFormatter}
+    parser = (subparsers.add_parser("tiny-model", help="build the tiny random model for smoke runs", **kwargs)
+              if subparsers is not None else argparse.ArgumentParser(prog="python -m train tiny-model", **kwargs))
     parser.add_argument("--out", default="runs/train/tiny-model", help="output folder")
     parser.add_argument("--vocab-size", type=int, default=2048)
     parser.add_argument("--check-vllm", action="store_true", help="also load the folder with vLLM and generate")
-    args = parser.parse_args()
+    return parser
+
+
+def main(args: argparse.Namespace) -> None:
     path = build_tiny_model(args.out, vocab_size=args.vocab_size)
     print(f"tiny model written to {path}")
     if args.check_vllm:
         print(f"vLLM generated: {check_vllm(path)!r}")
+
+
+if __name__ == "__main__":
+    main(make_parser().parse_args())

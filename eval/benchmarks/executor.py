@@ -3,7 +3,7 @@
 The baseline is what Numina's notebook did: write the cell, behind an `import math, numpy,
 sympy` header, to a temporary file and run `python3 file` in a subprocess. Both are measured
 in the same run, interleaved, on cells with varying coefficients so that sympy's cache does
-not make repeats free. Then all workers are kept busy to measure cells per second.
+not make repeats free. Then every cell slot is kept busy to measure cells per second.
 
     python -m eval.benchmarks.executor [--repeats 20] [--json results.json]
 """
@@ -110,7 +110,7 @@ async def measure_throughput(pool: ExecutorPool, sessions_count: int, cells: int
 
 
 async def main(args: argparse.Namespace) -> dict:
-    async with ExecutorPool(max_concurrent_cells=os.cpu_count()) as pool:
+    async with ExecutorPool() as pool:  # one cell slot per CPU core
         latency = await measure_latency(pool, args.repeats)
         open_session = await measure_open_session(pool, args.repeats)
         sessions_count = args.sessions or 4 * pool.max_concurrent_cells

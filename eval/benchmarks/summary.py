@@ -30,7 +30,7 @@ def summarize(folder: Path) -> tuple[dict, str]:
          f"{best_rule[1]['tokens_saved']:.1%} tokens, same answer {best_rule[1]['same_answer']:.0%}", "", None),
         ("executor: spawn per cell / warm session, typical sympy cell", f"{executor['speedups']['typical']:.1f}x",
          ">= 50x", executor["speedups"]["typical"] >= 50),
-        ("executor: cells per second, all workers busy", f"{executor['throughput']['cells_per_s']:.1f}", "", None),
+        ("executor: cells per second, all cell slots busy", f"{executor['throughput']['cells_per_s']:.1f}", "", None),
         ("grader: answers graded per second", f"{grader['pairs_per_s']}", "", None),
     ]
     lines = ["| benchmark | measured | target | met |", "|---|---|---|---|"]

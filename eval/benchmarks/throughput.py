@@ -33,8 +33,8 @@ from tqdm import tqdm
 from eval import metrics
 from eval.splits import load_split
 from kit.config import add_config_flags, config_overrides, load_config
-from kit.engine import GenerationStep
-from kit.sctir import ProblemResult
+from kit.engine import GenerationStep, VllmEngine
+from kit.sctir import ProblemResult, ProblemRun
 from kit.solver import Solver
 from kit.voting import parse_rules
 
@@ -107,12 +107,19 @@ class KitRun:
 
 
 def run_kit(solver: Solver, metered: MeteredEngine, problems, mode: str, label: str) -> KitRun:
-    solver.cfg = dataclasses.replace(solver.cfg, mode=mode)  # one engine, one loop: only the mode changes
+    """The SC-TIR loop in ``mode`` on the solver's loop and sandbox pool, its requests through
+    the meter: one engine for both modes and the raw baseline."""
+    cfg = dataclasses.replace(solver.cfg, mode=mode)
+
+    async def solve(problem_id: str, problem: str) -> ProblemResult:
+        return await ProblemRun(problem_id, metered.prompt_ids(problem), cfg, metered, solver.pool,
+                                cfg.problem_time_s).solve()
+
     results, wall, idle, request_s = [], 0.0, 0.0, 0.0
     for p in tqdm(problems, desc=label, unit="problem", leave=False):
         metered.start()
         started = time.monotonic()
-        results.append(solver.solve(p.problem, p.id))
+        results.append(solver.run_coroutine(solve(p.id, p.problem)))
         wall += time.monotonic() - started
         idle += metered.stop()
         request_s += metered.request_s
@@ -120,11 +127,26 @@ def run_kit(solver: Solver, metered: MeteredEngine, problems, mode: str, label: 
     return KitRun(wall, tokens, idle, request_s, results)
 
 
-def run_raw(solver: Solver, engine, problems, results: list[ProblemResult]) -> tuple[float, int]:
+async def generate_fixed(engine: VllmEngine, token_ids: list[int], num_tokens: int, request_id: str) -> int:
+    """The raw engine: exactly ``num_tokens`` tokens with the kit's sampling (temperature,
+    top_p), no stop string and no EOS. Returns the tokens generated."""
+    from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
+    from vllm.sampling_params import RequestOutputKind
+
+    params = SamplingParams(temperature=engine.cfg.temperature, top_p=engine.cfg.top_p, max_tokens=num_tokens,
+                            min_tokens=num_tokens, ignore_eos=True, output_kind=RequestOutputKind.FINAL_ONLY)
+    final = None
+    async for output in engine.engine.generate(TokensPrompt(prompt_token_ids=token_ids), params, request_id):
+        final = output
+    return len(final.outputs[0].token_ids)
+
+
+def run_raw(solver: Solver, engine: VllmEngine, problems, results: list[ProblemResult]) -> tuple[float, int]:
     """The raw engine generating, for each problem, the tokens each kit candidate generated."""
 
     async def one(prompt_ids: list[int], lengths: list[int], pid: str) -> int:
-        jobs = [engine.generate_fixed(prompt_ids, n, f"raw-{pid}-{i}") for i, n in enumerate(lengths) if n > 0]
+        jobs = [generate_fixed(engine, prompt_ids, n, f"raw-{pid}-{i}") for i, n in enumerate(lengths) if n > 0]
         return sum(await asyncio.gather(*jobs))
 
     wall, tokens = 0.0, 0
@@ -171,8 +193,7 @@ def measure(args: argparse.Namespace) -> dict:
     cfg = load_config(args.config, **overrides)
     with Solver(cfg) as solver:
         engine = solver.engine
-        metered = MeteredEngine(engine)
-        solver.engine = metered  # the benchmark's meter between the loop and the engine
+        metered = MeteredEngine(engine)  # the benchmark's meter between the loop and the engine
         solver.solve(problems[0].problem, "warm-up")  # first-request compilation and caches
         rounds = []
         for r in range(args.rounds):

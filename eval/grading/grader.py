@@ -134,7 +134,7 @@ def grade_integer(gold: str, pred: str) -> Grade | None:
 def _default_workers() -> int:
     try:
         cpus = len(os.sched_getaffinity(0))
-    except AttributeError:
+    except AttributeError:  # no sched_getaffinity on this platform (macOS)
         cpus = os.cpu_count() or 1
     return max(1, min(MAX_DEFAULT_WORKERS, cpus))
 
@@ -246,7 +246,7 @@ class _Worker:
         for stream in (self.proc.stdin, self.proc.stdout):
             try:
                 stream.close()
-            except OSError:
+            except OSError:  # flushing to the killed worker's pipe fails; there is nothing left to send
                 pass
         self.proc.wait()
 
@@ -326,10 +326,6 @@ class Grader:
         worker processes started (replacements included)."""
         with self._cond:
             return dict(self._stats)
-
-    def clear_cache(self) -> None:
-        with self._cond:
-            self._cache.clear()
 
     def worker_pids(self) -> list[int]:
         with self._cond:

@@ -49,7 +49,7 @@ def _peak_address_space_kb() -> int:
             for line in status:
                 if line.startswith("VmPeak:"):
                     return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
+    except (OSError, ValueError, IndexError):  # no /proc or no VmPeak: never recycle on memory
         pass
     return 0
 

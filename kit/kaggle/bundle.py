@@ -3,7 +3,7 @@
 * ``wheels/``   a wheelhouse for Kaggle's Python + GPU image (``pip download --only-binary=:all:`` for
   manylinux x86_64 and the given CPython and glibc, from ``kit/requirements-gpu.txt`` by default);
 * ``model/``    the model folder's files (hard-linked where possible);
-* ``kit-src/``  the ``kit`` package as ``kit-src/kit/``, and ``bundle.json`` naming the datasets;
+* ``kit-src/``  the ``kit`` package as ``kit-src/kit/``;
 * ``notebook/`` ``notebooks/aimo_submission.ipynb`` (when it exists) and its ``kernel-metadata.json``;
 * ``README.md`` what was written and the ``kaggle`` commands that upload it.
 
@@ -61,10 +61,14 @@ def kaggle_json() -> dict:
     for path in kaggle_json_paths():
         try:
             data = json.loads(path.read_text())
-            if isinstance(data, dict):
-                return data
-        except (OSError, ValueError):
-            pass
+        except FileNotFoundError:  # the CLI looks in several places; most do not exist
+            continue
+        except (OSError, ValueError) as error:
+            print(f"warning: {path} ignored, unreadable or not JSON ({error})")
+            continue
+        if isinstance(data, dict):
+            return data
+        print(f"warning: {path} ignored, not a JSON object")
     return {}
 
 
@@ -222,14 +226,14 @@ def kaggle(cmd: list[str]) -> None:
         raise ValueError(f"`{' '.join(cmd[:3])}` failed (exit {status}):\n{tail}")
 
 
-def build_bundle(profile: str = "aimo3", model: str = "", out: str = "dist", owner: str | None = None,
+def build_bundle(competition: str = "aimo3", model: str = "", out: str = "dist", owner: str | None = None,
                  push: bool = False, wheels: bool = True, python_version: str = "3.11", glibc: str = "2.35",
                  requirements: str | None = None, pip_args: list[str] | None = None,
                  notebook: Path = NOTEBOOK) -> dict:
     """Write the bundle under ``out`` (and upload it with ``push``); returns the ids written."""
     from kit.embedded_model import resolve_model_path
 
-    competition = get_competition(profile)
+    spec = get_competition(competition)
     model_dir = validate_model_dir(Path(model).expanduser() if model else resolve_model_path(""))
     owner = resolve_owner(owner)
     out_dir = Path(out)
@@ -238,8 +242,8 @@ def build_bundle(profile: str = "aimo3", model: str = "", out: str = "dist", own
         if wheels else []
     if push:
         check_push_ready(owner, notebook)
-    if competition.machine_shape not in KNOWN_MACHINE_SHAPES:
-        print(f"warning: machine_shape {competition.machine_shape!r} of {profile} is not one of the "
+    if spec.machine_shape not in KNOWN_MACHINE_SHAPES:
+        print(f"warning: machine_shape {spec.machine_shape!r} of {competition} is not one of the "
               f"accelerator ids the Kaggle CLI documents: {list(KNOWN_MACHINE_SHAPES)}")
     name = model_dir.resolve().name
     datasets = {
@@ -270,29 +274,25 @@ def build_bundle(profile: str = "aimo3", model: str = "", out: str = "dist", own
     src_dir = out_dir / "kit-src"
     shutil.rmtree(src_dir, ignore_errors=True)
     copy_tree(KIT_DIR, src_dir / "kit")
-    write_json(src_dir / "bundle.json", {
-        "profile": profile, "competition": competition.kaggle_slug, "config": competition.config,
-        "datasets": {k: d["id"] for k, d in datasets.items()}, "python_version": python_version,
-        "mounts": {k: f"/kaggle/input/{d['id'].split('/')[1]}" for k, d in datasets.items()}})
     write_json(src_dir / "dataset-metadata.json", datasets["kit-src"])
     done(src_dir, datasets["kit-src"]["id"])
 
     nb_dir = out_dir / "notebook"
     shutil.rmtree(nb_dir, ignore_errors=True)
     nb_dir.mkdir()
-    title = f"AIMO kit {profile} submission"  # Kaggle derives the kernel slug from the title
+    title = f"AIMO kit {competition} submission"  # Kaggle derives the kernel slug from the title
     kernel = {
         "id": f"{owner}/{slugify(title)}", "title": title, "code_file": notebook.name, "language": "python",
         "kernel_type": "notebook", "is_private": True, "enable_gpu": True, "enable_tpu": False,
         "enable_internet": False, "dataset_sources": [d["id"] for d in datasets.values()],
-        "competition_sources": [competition.kaggle_slug], "kernel_sources": [], "model_sources": [],
-        "machine_shape": competition.machine_shape,
+        "competition_sources": [spec.kaggle_slug], "kernel_sources": [], "model_sources": [],
+        "machine_shape": spec.machine_shape,
     }
     write_json(nb_dir / "kernel-metadata.json", kernel)
     if notebook.is_file():
         mounts = {k: f"/kaggle/input/{d['id'].split('/')[1]}" for k, d in datasets.items()}
         configure_notebook(notebook, nb_dir / notebook.name, {
-            "COMPETITION": profile, "MODEL": mounts["model"], "KIT_SOURCE": mounts["kit-src"],
+            "COMPETITION": competition, "MODEL": mounts["model"], "KIT_SOURCE": mounts["kit-src"],
             "WHEELS": mounts["wheels"]})
     else:
         print(f"warning: {notebook} does not exist yet: notebook/ holds only kernel-metadata.json")

@@ -1,6 +1,6 @@
-"""The Kaggle competitions the kit serves, one profile each.
+"""The Kaggle competitions the kit serves, one entry each.
 
-A profile names the kit config holding its hardware defaults (tensor parallel size, dtype,
+An entry names the kit config holding its hardware defaults (tensor parallel size, dtype,
 quantization, memory fraction, max model length: ``kit/configs/<config>.yaml``), the answer
 rule, the time limits and how Kaggle talks to the notebook. Adding the next competition is
 adding an entry to ``COMPETITIONS`` and a config file.

@@ -39,7 +39,6 @@ from pathlib import Path
 
 import polars as pl
 
-from kit.answers import get_profile
 from kit.kaggle.competitions import Competition, get_competition
 from kit.config import KitConfig, load_config
 from kit.solver import Solver
@@ -48,7 +47,8 @@ from kit.kaggle.time_bank import TimeBank
 log = logging.getLogger(__name__)
 
 # Held back from the gateway's per-call timeout: cancelling the candidates, the vote and
-# the reply take a few seconds after the deadline.
+# the reply take a few seconds after the deadline, the solver's grace timeout at most
+# SOLVE_GRACE_S (the timers of a problem: kit/solver.py's docstring).
 CALL_MARGIN_S = 60.0
 WARMUP_PROBLEM = "What is the remainder when 2^10 is divided by 7?"
 # A warm-up long enough to show the loop works, short enough not to eat the run.
@@ -82,7 +82,7 @@ class Submission:
         arguments override the competition's figures (for rehearsals and tests)."""
         self.competition = competition
         self.cfg = cfg
-        self.profile = get_profile(cfg.profile)
+        self.profile = cfg.answer_profile()
         limit = competition.time_limit_s if time_limit_s is None else time_limit_s
         # A rehearsal with a short limit keeps a tenth of it back rather than the full margin.
         margin = min(competition.safety_margin_s, 0.1 * limit) if safety_margin_s is None else safety_margin_s

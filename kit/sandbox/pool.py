@@ -30,7 +30,7 @@ Guaranteed:
 - a cell that damages the interpreter does not make later cells answer wrongly: builtins, sys
   (stdout, stderr, __stdout__, ...) and the entries of sys.modules that the session starts
   with are put back after every cell, as are descriptors 0-2 and trace/profile functions;
-  sys.stdout and the like are fresh objects in every cell; the worker's reply path calls only
+  sys.stdout and the like are fresh objects in every cell; the session's reply path calls only
   functions it captured at start; where a cell broke what cannot be put back (the session's
   own descriptors) the session dies and is replaced, reported as a crash (variables lost);
 - crashes, sys.exit, os._exit, fork bombs and huge prints are contained; as root, processes
@@ -45,7 +45,7 @@ NOT guaranteed:
 - network isolation where namespaces are forbidden (non-root, or a container that denies
   unshare): run the kit in a container without network then; Unix sockets in the file system
   stay reachable as their permissions allow;
-- against a cell that goes after the worker's own objects on purpose (frames, gc, ctypes,
+- against a cell that goes after the session server's own objects on purpose (frames, gc, ctypes,
   sys.addaudithook): it can forge its own session's replies (never more than malformed or
   wrong output for that candidate); attributes a cell rebinds in other modules (os.write,
   numpy) stay rebound for its later cells, as in any Python session;
@@ -81,6 +81,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
+from kit.config import ExecutorConfig
 from kit.sandbox.process import (
     POOL_DIR_PREFIX,
     REPO_ROOT,
@@ -117,19 +118,13 @@ class CellResult:
 class ExecutorPool:
     """Template process + sessions; see the module docstring for what is and is not guaranteed."""
 
-    def __init__(
-        self,
-        max_concurrent_cells: int | None = None,
-        cell_timeout_s: float = 5.0,
-        memory_mb: int = 2048,
-        max_processes: int = 16,
-        capture_chars: int = 16384,
-    ):
-        self.max_concurrent_cells = max_concurrent_cells or os.cpu_count() or 1
-        self.cell_timeout_s = cell_timeout_s
-        self.memory_mb = memory_mb
-        self.max_processes = max_processes
-        self.capture_chars = capture_chars
+    def __init__(self, config: ExecutorConfig | None = None):
+        self.config = config or ExecutorConfig()
+        self.max_concurrent_cells = self.config.concurrent_cells()
+        self.cell_timeout_s = self.config.cell_timeout_s
+        self.memory_mb = self.config.memory_mb
+        self.max_processes = self.config.max_processes
+        self.capture_chars = self.config.capture_chars
         self.as_root = os.geteuid() == 0
         self.closed = False
         self._cell_slots = asyncio.Semaphore(self.max_concurrent_cells)
@@ -142,7 +137,7 @@ class ExecutorPool:
         self._free_uid_slots: deque[int] = deque(range(UIDS_PER_POOL))
         # Counts _free_uid_slots: opening waits on it (a cancelled wait takes no slot).
         self._uid_slots = asyncio.Semaphore(UIDS_PER_POOL)
-        self._workers: set[SessionProcess] = set()
+        self._processes: set[SessionProcess] = set()
         self._sessions_started = 0
         self._background: set[asyncio.Future] = set()
 
@@ -166,7 +161,7 @@ class ExecutorPool:
     @property
     def session_processes(self) -> int:
         """Session processes the pool holds (live, or killed and not yet cleaned up)."""
-        return len(self._workers)
+        return len(self._processes)
 
     @property
     def session_dirs(self) -> list[str]:
@@ -180,7 +175,7 @@ class ExecutorPool:
 
     async def open_session(self) -> Session:
         await self.start()
-        return Session(self, await self._spawn_worker())
+        return Session(self, await self._spawn_process())
 
     async def __aenter__(self) -> ExecutorPool:
         await self.start()
@@ -237,9 +232,9 @@ class ExecutorPool:
         if self.closed:
             return
         self.closed = True
-        for worker in self._workers:
-            if worker.writer is not None:
-                worker.writer.close()
+        for process in self._processes:
+            if process.writer is not None:
+                process.writer.close()
         self._kill_processes()
         self._uid_slots.release()  # an open waiting for a uid wakes, and wakes the next, to fail
         # With every process dead, the background clean-up and opens in flight end at once;
@@ -250,9 +245,9 @@ class ExecutorPool:
         await asyncio.to_thread(self._tear_down)
 
     def _kill_processes(self) -> None:
-        for worker in list(self._workers):
-            worker.kill(close_pidfd=True)
-        self._workers.clear()
+        for process in list(self._processes):
+            process.kill(close_pidfd=True)
+        self._processes.clear()
         if self._template is not None and self._template.poll() is None:
             self._template.kill()
 
@@ -287,7 +282,7 @@ class ExecutorPool:
             raise RuntimeError("the sandbox template process died")
         return json.loads(data), fds
 
-    async def _spawn_worker(self) -> SessionProcess:
+    async def _spawn_process(self) -> SessionProcess:
         """A new session process, started by its own request; safe to cancel at any await."""
         if self.closed:
             raise RuntimeError("the executor pool is closed")
@@ -303,14 +298,14 @@ class ExecutorPool:
         directory = os.path.join(self._root_dir, f"session-{self._sessions_started}")
         # A task of its own, which the caller's cancellation cannot reach: cancelled between
         # request and reply, the template's replies would answer the next requests, one behind.
-        start = self._in_background(self._start_worker(uid, directory))
+        start = self._in_background(self._start_process(uid, directory))
         try:
             return await asyncio.shield(start)
         except asyncio.CancelledError:
             start.add_done_callback(self._discard_unclaimed)
             raise
 
-    async def _start_worker(self, uid: int | None, directory: str) -> SessionProcess:
+    async def _start_process(self, uid: int | None, directory: str) -> SessionProcess:
         try:
             async with self._control_lock:
                 request = json.dumps({"uid": uid, "dir": directory}).encode()
@@ -325,18 +320,18 @@ class ExecutorPool:
             self._release_uid(uid)
             raise RuntimeError(f"the sandbox template could not start a session: {reply}")
         max_reply_bytes = max(MAX_REPLY_BYTES, 16 * self.capture_chars)
-        worker = SessionProcess(reply["pid"], fds[1], uid, directory, max_reply_bytes)
-        self._workers.add(worker)
+        process = SessionProcess(reply["pid"], fds[1], uid, directory, max_reply_bytes)
+        self._processes.add(process)
         try:
-            worker.reader, worker.writer = await asyncio.open_unix_connection(sock=socket.socket(fileno=fds[0]))
+            process.reader, process.writer = await asyncio.open_unix_connection(sock=socket.socket(fileno=fds[0]))
             async with asyncio.timeout(SESSION_START_TIMEOUT_S):
-                hello = await worker.read_message()
+                hello = await process.read_message()
             if hello != {"ready": True}:
                 raise RuntimeError(f"the sandbox session failed to start: {hello}")
         except BaseException:
-            await self._discard(worker)
+            await self._discard(process)
             raise
-        return worker
+        return process
 
     def _discard_unclaimed(self, start: asyncio.Task) -> None:
         """Done-callback of a session start whose caller was cancelled: nobody will use it."""
@@ -353,9 +348,9 @@ class ExecutorPool:
         task.add_done_callback(self._background.discard)
         return task
 
-    def _discard_later(self, worker: SessionProcess) -> asyncio.Task:
+    def _discard_later(self, process: SessionProcess) -> asyncio.Task:
         """Discard a session in the background: it finishes even if the caller is cancelled."""
-        task = self._in_background(self._discard(worker))
+        task = self._in_background(self._discard(process))
         task.add_done_callback(_log_failed_clean_up)
         return task
 
@@ -364,18 +359,18 @@ class ExecutorPool:
             self._free_uid_slots.append(uid - self.uid_range.start)
             self._uid_slots.release()
 
-    async def _discard(self, worker: SessionProcess) -> None:
-        """Kill a session and everything it started, then delete its directory. The worker
-        stays in _workers until its pidfd is closed, so that close() can finish the job."""
-        worker.kill()
-        if worker.writer is not None:
-            worker.writer.close()
-        if worker.uid is not None:
-            await asyncio.to_thread(sweep_uids, range(worker.uid, worker.uid + 1))
-        await asyncio.to_thread(shutil.rmtree, worker.directory, True)
-        worker.kill(close_pidfd=True)
-        self._workers.discard(worker)
-        self._release_uid(worker.uid)
+    async def _discard(self, process: SessionProcess) -> None:
+        """Kill a session process and everything it started, then delete its directory. The
+        process stays in _processes until its pidfd is closed, so that close() can finish the job."""
+        process.kill()
+        if process.writer is not None:
+            process.writer.close()
+        if process.uid is not None:
+            await asyncio.to_thread(sweep_uids, range(process.uid, process.uid + 1))
+        await asyncio.to_thread(shutil.rmtree, process.directory, True)
+        process.kill(close_pidfd=True)
+        self._processes.discard(process)
+        self._release_uid(process.uid)
 
 
 def _log_failed_clean_up(task: asyncio.Task) -> None:
@@ -384,37 +379,38 @@ def _log_failed_clean_up(task: asyncio.Task) -> None:
 
 
 class Session:
-    """One persistent interpreter; cells run one at a time, in order."""
+    """A candidate's persistent interpreter; cells run one at a time, in order. The session
+    process behind it is replaced after a timeout or a crash (the variables are then lost)."""
 
-    def __init__(self, pool: ExecutorPool, worker: SessionProcess):
+    def __init__(self, pool: ExecutorPool, process: SessionProcess):
         self._pool = pool
-        self._worker: SessionProcess | None = worker
+        self._process: SessionProcess | None = process
         self._lock = asyncio.Lock()
         self._closed = False
 
     @property
     def pid(self) -> int | None:
         """Pid of the current session process (it changes when the interpreter is replaced)."""
-        return None if self._worker is None else self._worker.pid
+        return None if self._process is None else self._process.pid
 
     @property
     def uid(self) -> int | None:
         """Uid the current session process was asked to run under (None as non-root)."""
-        return None if self._worker is None else self._worker.uid
+        return None if self._process is None else self._process.uid
 
     @property
     def directory(self) -> str | None:
         """The current session process's directory (its working directory is `work` inside)."""
-        return None if self._worker is None else self._worker.directory
+        return None if self._process is None else self._process.directory
 
     async def run(self, code: str, timeout_s: float | None = None) -> CellResult:
         timeout_s = self._pool.cell_timeout_s if timeout_s is None else timeout_s
         async with self._lock:
             if self._closed:
                 raise RuntimeError("the session is closed")
-            if self._worker is None:  # an earlier replacement failed; try again
-                self._worker = await self._pool._spawn_worker()
-            worker = self._worker
+            if self._process is None:  # an earlier replacement failed; try again
+                self._process = await self._pool._spawn_process()
+            process = self._process
             async with self._pool._cell_slots:
                 started = time.monotonic()
                 try:
@@ -422,7 +418,7 @@ class Session:
                     # cancellation that arrives as the cell finishes, and the cancelled
                     # candidate would go on generating past its problem's deadline.
                     async with asyncio.timeout(timeout_s):
-                        output, error = await worker.execute(code)
+                        output, error = await process.execute(code)
                     return CellResult(output, error, False, False, time.monotonic() - started)
                 except TimeoutError:
                     timed_out = True
@@ -432,22 +428,22 @@ class Session:
                     reason = ""
                 except asyncio.CancelledError:
                     # The cell may still run and its reply would answer the next cell: replace it.
-                    worker.kill()
-                    self._worker = None
-                    self._pool._discard_later(worker)
+                    process.kill()
+                    self._process = None
+                    self._pool._discard_later(process)
                     raise
                 duration_s = time.monotonic() - started
             # Recovery happens outside the slot: it is not the cell's execution.
-            worker.kill()
-            partial = read_bounded(os.path.join(worker.directory, "output"), self._pool.capture_chars)
+            process.kill()
+            partial = read_bounded(os.path.join(process.directory, "output"), self._pool.capture_chars)
             if not timed_out:
-                reason = f"SandboxCrash: the interpreter died ({worker.crash_reason()})"
-            self._worker = None
+                reason = f"SandboxCrash: the interpreter died ({process.crash_reason()})"
+            self._process = None
             # Shielded: a deadline landing here must not stop the uid and directory coming back.
-            await asyncio.shield(self._pool._discard_later(worker))
+            await asyncio.shield(self._pool._discard_later(process))
             if not self._pool.closed:
                 try:
-                    self._worker = await self._pool._spawn_worker()
+                    self._process = await self._pool._spawn_process()
                 except RuntimeError as error:  # the next run() tries again and raises if it still cannot
                     log.warning("could not replace a sandbox session: %s", error)
             if partial and not partial.endswith("\n"):
@@ -462,9 +458,9 @@ class Session:
 
     async def _close(self) -> None:
         async with self._lock:
-            worker, self._worker = self._worker, None
-            if worker is not None and not self._pool.closed:
-                await self._pool._discard(worker)
+            process, self._process = self._process, None
+            if process is not None and not self._pool.closed:
+                await self._pool._discard(process)
 
 
 @atexit.register

@@ -1,7 +1,7 @@
-"""OS-level handling of sandbox processes, for kit.sandbox.pool: the kit-side handle on one
-session process, the JSON-only reply protocol, killing every process of a uid range, the
-pool's directories and the template's environment. kit.sandbox.pool's docstring says what
-the sandbox as a whole guarantees."""
+"""OS-level handling of sandbox processes, for kit.sandbox.pool: the kit's view of one
+session process (``SessionProcess``), the JSON-only reply protocol, killing every process of
+a uid range, the pool's directories and the template's environment. kit.sandbox.pool's
+docstring says what the sandbox as a whole guarantees."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def sweep_uids(uids: range) -> None:
                 if _proc_uid_and_state(pid)[0] not in uids:
                     continue
                 pidfd = os.pidfd_open(pid)
-            except (OSError, KeyError, ValueError):
+            except (OSError, KeyError, ValueError):  # it exited since listdir: nothing to kill
                 continue
             try:
                 # Checked again once the pidfd pins the process: the pid may have been reused.
@@ -64,7 +64,7 @@ def sweep_uids(uids: range) -> None:
                 if uid in uids and state not in ("Z", "X"):
                     signal.pidfd_send_signal(pidfd, signal.SIGKILL)
                     signalled += 1
-            except (OSError, KeyError, ValueError):
+            except (OSError, KeyError, ValueError):  # it exited meanwhile: nothing to kill
                 pass
             finally:
                 os.close(pidfd)
@@ -79,7 +79,7 @@ def read_bounded(path: str, limit: int) -> str:
         with open(path, "rb") as file:
             data = file.read(limit)
             size = os.fstat(file.fileno()).st_size
-    except OSError:
+    except OSError:  # the session died before creating it: it wrote nothing
         return ""
     text = data.decode("utf-8", "replace")
     if size > len(data):
@@ -113,7 +113,7 @@ def template_env() -> dict[str, str]:
 
 @dataclass(eq=False)
 class SessionProcess:
-    """Kit-side handle on one live session process: its pid, pidfd, uid, directory and socket."""
+    """The kit's view of one live session process: its pid, pidfd, uid, directory and socket."""
 
     pid: int
     pidfd: int  # -1 once closed; signals go through it, so a reused pid is never hit
@@ -150,7 +150,7 @@ class SessionProcess:
                 signal.pidfd_send_signal(self.pidfd, 0)
                 os.killpg(self.pid, signal.SIGKILL)
             signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
-        except ProcessLookupError:
+        except ProcessLookupError:  # already dead, which is what killing asks for
             pass
         if close_pidfd:
             os.close(self.pidfd)

@@ -8,7 +8,7 @@ session's stream socket and a pidfd of the session process. The template exits w
 closes the control socket, and is SIGKILLed by the kernel when the kit dies.
 
 A session is an os.fork() of the template, so it starts in milliseconds with everything already
-imported. It confines itself (see ``_SessionProcess.confine``), then serves cells over its stream
+imported. Its ``_SessionServer`` confines it (see ``_SessionServer.confine``), then serves cells over its stream
 socket: each message is a 4-byte big-endian length followed by UTF-8 JSON; requests are
 ``{"code": str}``, replies ``{"output": str, "error": str | null}``. The first message a session
 sends is ``{"ready": true}`` or ``{"setup_error": str}``. With a uid of its own, a session kills
@@ -19,8 +19,8 @@ private /tmp (``{"ready": true, "network": str, "tmp": str}``): it tries both on
 a throwaway child (see ``_probe_isolation``). They need root with CAP_SYS_ADMIN; a container
 may forbid them, and then sessions run without, as the message says.
 
-A cell runs in the session's own interpreter, so it can damage what the worker itself uses to
-answer: builtins, sys.modules, sys.stdout, os.write, json. Between cells the worker calls only
+A cell runs in the session's own interpreter, so it can damage what the session server itself uses
+to answer: builtins, sys.modules, sys.stdout, os.write, json. Between cells the server calls only
 C functions it captured at import; after every cell it puts back builtins, sys, sys.modules
 entries and the traceback machinery as they were when the session started (``_InterpreterGuard``),
 and gives the next cell fresh stdout/stderr objects and file descriptors 0-2. What it cannot put
@@ -70,7 +70,7 @@ WARM_MODULES = (
     "numpy.random", "numpy.fft", "numpy.polynomial", "numpy.linalg", "itertools", "functools", "fractions",
     "decimal", "collections", "random", "re", "heapq", "bisect", "statistics", "secrets", "string", "cmath",
 )
-# Restored after every cell (see _InterpreterGuard): modules whose attributes the worker's code
+# Restored after every cell (see _InterpreterGuard): modules whose attributes the session server
 # looks up by name after a cell (the traceback formatting), and entries of sys.modules.
 GUARDED_MODULES = ("builtins", "sys", "traceback", "linecache")
 GUARDED_IMPORTS = (*GUARDED_MODULES, "__main__", "os", "io", "json", "ast", "unicodedata", "math", "numpy", "sympy")
@@ -184,7 +184,7 @@ def _tasks_of_uid(uid: int) -> int:
         try:
             with open(f"/proc/{name}/status") as status:
                 fields = dict(line.split(":", 1) for line in status if ":" in line)
-        except OSError:
+        except OSError:  # the process exited since listdir: it no longer counts
             continue
         if int(fields["Uid"].split()[0]) == uid:
             total += int(fields["Threads"])
@@ -270,12 +270,12 @@ def _kill_other_processes_of_uid() -> None:
     """
     try:
         _kill(-1, _SIGKILL)
-    except ProcessLookupError:
+    except ProcessLookupError:  # no other process of the uid: the cell started none, or all ended
         return
     while True:
         try:
             _waitpid(-1, 0)
-        except ChildProcessError:
+        except ChildProcessError:  # every child reaped
             return
 
 
@@ -357,7 +357,7 @@ class _BoundedWriter(io.TextIOBase):
 
 
 class _InterpreterGuard:
-    """What the worker relies on, as it was when the session started, put back after each cell.
+    """What the session server relies on, as it was when the session started, put back after each cell.
 
     That is: the entries of builtins and of sys (stdout, modules, displayhook...); the
     attributes of traceback and linecache (the traceback formatting) and of their mutable
@@ -367,8 +367,8 @@ class _InterpreterGuard:
     are restored by identity: their inner state (a list's items) is the cell's to keep.
 
     Not more: every value held here costs each session a copy-on-write page fault when it is
-    first touched (all of sys.modules and the modules of the worker took 11-19 ms per session
-    open); the rest of the worker calls only captured C functions, and a module deleted from
+    first touched (all of sys.modules and the modules of this file took 11-19 ms per session
+    open); the rest of the server calls only captured C functions, and a module deleted from
     sys.modules is imported again (loudly wrong if at all).
     """
 
@@ -392,7 +392,7 @@ class _InterpreterGuard:
             for name, value in saved.items():
                 if current.get(name) is not value:
                     type.__setattr__(cls, name, value)
-        # A trace or profile function would run on every line of the worker.
+        # A trace or profile function would run on every line of the session server.
         sys.settrace(None)
         sys.setprofile(None)
 
@@ -410,8 +410,9 @@ def _clean_traceback(error: BaseException, limit: int) -> str:
     return text[-limit:]
 
 
-class _SessionProcess:
-    """One persistent interpreter; lives in a freshly forked child of the template."""
+class _SessionServer:
+    """The code of a session process (a freshly forked child of the template): confines it, then
+    serves its cells, one persistent interpreter."""
 
     def __init__(self, sock: socket.socket, request: dict, config: dict, template_pid: int):
         self.sock = sock
@@ -593,7 +594,7 @@ def _spawn_session(control: socket.socket, request: dict, config: dict) -> None:
         try:
             control.close()  # a session must never be able to ask for sessions (as root)
             kit_end.close()
-            _SessionProcess(session_end, request, config, template_pid).serve()
+            _SessionServer(session_end, request, config, template_pid).serve()
         finally:
             os._exit(0)
     session_end.close()
