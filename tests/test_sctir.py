@@ -149,14 +149,6 @@ def test_deadline_votes_over_what_finished():
     assert [c.status for c in result.candidates].count("cancelled") == 3
 
 
-def test_cell_timeout_is_capped_by_the_deadline():
-    steps = [code_step("import time\ntime.sleep(30)"), "\\boxed{1}"]
-    started = time.monotonic()
-    result, _ = solve(lambda c, s: steps[s], num_samples=1, executor={"cell_timeout_s": 60.0}, time_limit_s=1.5)
-    assert time.monotonic() - started < 6.0
-    assert result.stop_reason == "deadline" or result.candidates[0].cells[0].timed_out
-
-
 def test_lockstep_waits_for_every_candidate_before_the_next_round():
     # Candidate 0 generates slowly; in lockstep nobody starts round 1 before it is done.
     steps = [code_step("print(1)"), "\\boxed{1}"]
@@ -381,3 +373,42 @@ def test_a_block_that_never_closes_ends_on_the_context_budget():
     c = result.candidates[0]
     assert c.status == "pruned" and c.reason in ("length", "context_full") and not c.cells
     assert len(engine.requests) < 60
+
+
+class TimeoutRecordingPool:
+    """Stands in for the sandbox pool: records the timeout each cell is given (the property
+    under test is what the loop asks for, not how the sandbox enforces it)."""
+
+    def __init__(self):
+        self.timeouts: list[float] = []
+
+    async def open_session(self):
+        pool = self
+
+        class Session:
+            async def run(self, code, timeout_s=None):
+                pool.timeouts.append(timeout_s)
+                return CellResult("1\n", None, False, False, 0.0)
+
+            async def close(self):
+                pass
+
+        return Session()
+
+
+def test_a_cell_gets_no_more_time_than_is_left_before_the_deadline():
+    # Clock frozen 3 s before the deadline: the cell's timeout is those 3 s, not its own 60 s.
+    now = [100.0]
+    cfg = KitConfig(num_samples=1, max_code_rounds=2, early_stop=[], executor={"cell_timeout_s": 60.0})
+    steps = [code_step("print(1)"), "\\boxed{1}"]
+    engine = ScriptedEngine(lambda c, s: steps[s])
+    pool = TimeoutRecordingPool()
+
+    async def go():
+        run = ProblemRun("p", engine.prompt_ids("x"), cfg, engine, pool, 10.0, clock=lambda: now[0])
+        now[0] += 7.0
+        return await run.solve()
+
+    result = asyncio.run(go())
+    assert result.answer == "1"
+    assert pool.timeouts == [pytest.approx(3.0)]
