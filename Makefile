@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 DEMO_DIR := runs/demo
 
-.PHONY: setup model demo test test-fast bench train-smoke clean
+.PHONY: setup model demo test test-fast bench train-smoke mutants clean
 
 setup: $(INSTALLED) model
 
@@ -57,6 +57,16 @@ bench: setup
 	$(PY) -m eval.benchmarks.throughput --config cpu-smol --problems 3 --rounds 2 --max-new-tokens 128 \
 		--json runs/bench/throughput.json
 	$(PY) -m eval.benchmarks.summary runs/bench
+
+# Mutation testing (not CI; a few minutes on 2 cores): each mutant of the answer rules, votes,
+# time bank, TIR format and the grader's integer fast path against their fast unit tests, then
+# per-module scores (tests/mutation_scores.py; equivalent survivors: tests/MUTANTS.md).
+MUTANTS := "kit.*" $(foreach f,_strip_math normalize_answer _as_integer grade_integer,"eval.grading.grader.x_$(f)__mutmut_*")
+mutants: $(INSTALLED)
+	$(PY) -m pip install -q -r requirements-dev.txt
+	mkdir -p runs
+	$(VENV)/bin/mutmut run --max-children 2 $(MUTANTS) > runs/mutmut.log 2>&1 || (tail -n 30 runs/mutmut.log; false)
+	$(PY) tests/mutation_scores.py
 
 clean:
 	rm -rf $(VENV) runs

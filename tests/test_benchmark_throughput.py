@@ -15,6 +15,7 @@ import pytest
 from eval.benchmarks.throughput import MeteredEngine, replay_early_stop, run_kit
 from eval.splits import EvalProblem
 from kit.config import KitConfig
+from kit.engine import GenerationStep
 from kit.solver import Solver
 from kit.sctir import Candidate, ProblemResult
 from kit.voting import Vote, majority_vote
@@ -50,17 +51,43 @@ def test_replay_reports_an_early_answer_that_differs_from_the_full_vote():
     assert replay["same_answer"] == 0.0
 
 
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class TickingEngine:
+    """Each request yields to the loop once (so that requests started together overlap), then
+    takes ``step_s`` on the fake clock and ends."""
+
+    def __init__(self, clock: FakeClock, step_s: float):
+        self.clock, self.step_s = clock, step_s
+
+    async def generate(self, token_ids, max_tokens, request_id):
+        await asyncio.sleep(0)
+        self.clock.now += self.step_s
+        return GenerationStep([ord("x")], "x", "stop", None)
+
+
 def test_the_meter_counts_time_with_no_request_in_flight():
-    metered = MeteredEngine(ScriptedEngine(lambda c, s: "x", delay_s=0.1))
+    clock = FakeClock()
+    metered = MeteredEngine(TickingEngine(clock, step_s=1.0), clock=clock)
 
     async def two_requests_apart():
+        clock.now = 10.0  # time before start() is not counted
         metered.start()
+        clock.now += 0.25
         await metered.generate([1], 5, "p-0-0")
-        await asyncio.sleep(0.2)
+        clock.now += 2.0
         await metered.generate([1], 5, "p-0-1")
+        clock.now += 0.5
         return metered.stop()
 
-    assert 0.15 < asyncio.run(two_requests_apart()) < 0.5
+    assert asyncio.run(two_requests_apart()) == 0.25 + 2.0 + 0.5
+    assert metered.request_s == 2.0
 
 
 @pytest.mark.engine
@@ -79,15 +106,17 @@ def test_the_benchmark_runs_end_to_end_on_the_real_engine(tmp_path):
 
 
 def test_the_meter_integrates_requests_in_flight():
-    metered = MeteredEngine(ScriptedEngine(lambda c, s: "x", delay_s=0.2))
+    # Both start at 0; the first ends at 1 (two in flight until then), the second at 2 (one).
+    clock = FakeClock()
+    metered = MeteredEngine(TickingEngine(clock, step_s=1.0), clock=clock)
 
     async def two_at_once():
         metered.start()
         await asyncio.gather(metered.generate([1], 5, "p-0-0"), metered.generate([1], 5, "p-1-0"))
-        metered.stop()
-        return metered.request_s
+        return metered.stop()
 
-    assert asyncio.run(two_at_once()) == pytest.approx(0.4, abs=0.1)
+    assert asyncio.run(two_at_once()) == 0.0
+    assert metered.request_s == 2 * 1.0 + 1 * 1.0
 
 
 def test_a_kit_run_takes_its_mode_through_the_meter_and_leaves_the_solver_as_it_was():

@@ -272,28 +272,32 @@ def test_working_directory_is_private_writable_and_per_session(shared_pool):
     assert first_mode == "0o700" and first_owned == "True"
 
 
-def test_cells_of_two_sessions_run_concurrently(shared_pool):
-    async def body(pool):
-        sessions = [await pool.open_session(), await pool.open_session()]
-        started = time.monotonic()
-        results = await asyncio.gather(*(s.run("import time\ntime.sleep(1)") for s in sessions))
-        return results, time.monotonic() - started
+# Each cell prints when it ran by CLOCK_MONOTONIC, which all processes share: the tests compare
+# intervals (order), not durations, so a loaded machine cannot make them fail.
+TIMED_SLEEP = "import time\nt0 = time.monotonic()\ntime.sleep(0.5)\nprint(t0, time.monotonic())"
 
-    results, elapsed = shared_pool(body)
-    assert all(r.error is None for r in results)
-    assert elapsed < 1.5
+
+async def run_two_timed_cells(pool):
+    """(started, [(start, end, result)] of two cells run at once in two sessions, by start)."""
+    sessions = [await pool.open_session(), await pool.open_session()]
+    started = time.monotonic()
+    results = await asyncio.gather(*(s.run(TIMED_SLEEP) for s in sessions))
+    assert all(r.error is None for r in results), results
+    return started, sorted((*map(float, r.output.split()), r) for r in results)
+
+
+def test_cells_of_two_sessions_run_concurrently(shared_pool):
+    _, [(_, first_end, _), (second_start, _, _)] = shared_pool(run_two_timed_cells)
+    assert second_start < first_end
 
 
 def test_max_concurrent_cells_queues_cells_and_duration_excludes_the_wait():
-    async def body(pool):
-        sessions = [await pool.open_session(), await pool.open_session()]
-        started = time.monotonic()
-        results = await asyncio.gather(*(s.run("import time\ntime.sleep(0.5)") for s in sessions))
-        return results, time.monotonic() - started
-
-    results, elapsed = with_pool(body, max_concurrent_cells=1)
-    assert elapsed >= 1.0
-    assert all(0.5 <= r.duration_s < 0.8 for r in results)
+    started, [(_, first_end, _), (second_start, second_end, queued)] = with_pool(
+        run_two_timed_cells, max_concurrent_cells=1)
+    assert first_end <= second_start
+    # The queued cell waited at least the first one's 0.5 s sleep; that wait is not its duration.
+    assert queued.duration_s >= 0.5
+    assert queued.duration_s < (second_end - started) - 0.4
 
 
 def test_event_loop_keeps_running_while_a_cell_runs(shared_pool):

@@ -33,12 +33,29 @@ def alive(pid: int) -> bool:
         return False
 
 
-def wait_gone(pids: list[int], deadline_s: float = 5.0) -> list[int]:
-    """The pids still alive after up to deadline_s."""
+def wait_gone(pids: list[int], deadline_s: float = 30.0) -> list[int]:
+    """The pids still alive after up to deadline_s (wide: it returns as soon as they are gone)."""
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline and any(alive(pid) for pid in pids):
         time.sleep(0.05)
     return [pid for pid in pids if alive(pid)]
+
+
+def cpu_ticks(pid: int) -> int:
+    """User + system CPU time of a process, in clock ticks (/proc/PID/stat fields 14 and 15)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def wait_busy(pids: list[int], ticks: int = 10, deadline_s: float = 30.0) -> None:
+    """Until one of pids has used `ticks` more CPU (a worker computing, not waiting for a pair):
+    a condition, not a sleep, so that a loaded machine only makes it later."""
+    before = {pid: cpu_ticks(pid) for pid in pids}
+    deadline = time.monotonic() + deadline_s
+    while not any(cpu_ticks(pid) - before[pid] >= ticks for pid in pids):
+        assert time.monotonic() < deadline, f"no worker of {pids} got busy in {deadline_s} s"
+        time.sleep(0.02)
 
 
 @pytest.fixture(scope="module")
@@ -194,7 +211,8 @@ def test_hang_is_graded_timeout(after_hang):
 
 
 def test_hang_returns_within_timeout(after_hang):
-    assert after_hang[2] < 1 + 2
+    # timeout_s is 1; the hang runs for minutes unkilled, so a wide margin still tells.
+    assert after_hang[2] < 1 + 9
 
 
 def test_hung_worker_is_killed(after_hang):
@@ -242,12 +260,12 @@ def test_worker_killed_mid_pair_gives_error():
         results = []
         thread = threading.Thread(target=lambda: results.append(grader_.grade("1", HANG)))
         thread.start()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while grader_.stats()["dispatched"] < 2 and time.monotonic() < deadline:
             time.sleep(0.02)
-        time.sleep(0.2)
+        wait_busy(grader_.worker_pids())  # on the pair
         os.kill(grader_.worker_pids()[0], signal.SIGKILL)
-        thread.join(timeout=10)
+        thread.join(timeout=30)
         assert results == [Grade(False, "error", "math_verify")]
 
 
@@ -316,11 +334,14 @@ def test_workers_exit_when_the_parent_is_killed():
         grader = Grader(workers=2, timeout_s=60)
         grader.grade_many([(r"\\frac{{1}}{{2}}", "0.5"), ("x^2", "x^3")] * 2)
         threading.Thread(target=grader.grade, args=("1", {HANG!r}), daemon=True).start()
-        time.sleep(0.5)  # one worker busy on the hang, the other idle
+        deadline = time.monotonic() + 30
+        while grader.stats()["dispatched"] < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
         print(*grader.worker_pids(), flush=True)
         time.sleep(60)
     """)
     pids = [int(pid) for pid in child.stdout.readline().split()]
+    wait_busy(pids)  # one worker busy on the hang, the other idle
     child.kill()
     child.wait()
     assert len(pids) == 2 and wait_gone(pids) == []

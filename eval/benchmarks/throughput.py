@@ -47,29 +47,31 @@ EARLY_STOP_RULES = {"decided": ["decided"], "4/5": ["4/5"], "5/5": ["5/5"], "4/4
 
 class MeteredEngine:
     """Wraps the engine to record the time no request was in flight (the engine sat idle) and
-    the requests in flight integrated over time (the batch the engine had to work with)."""
+    the requests in flight integrated over time (the batch the engine had to work with).
+    ``clock`` is injectable so that tests measure exact, not slept, intervals."""
 
-    def __init__(self, engine):
+    def __init__(self, engine, clock=time.monotonic):
         self.inner = engine
+        self.clock = clock
         self.in_flight = 0
         self.idle_s = 0.0
         self.request_s = 0.0  # integral of in_flight over time
         self._idle_since: float | None = None
-        self._changed_at = time.monotonic()
+        self._changed_at = self.clock()
 
     def start(self) -> None:
         self.idle_s, self.request_s = 0.0, 0.0
-        self._idle_since = self._changed_at = time.monotonic()
+        self._idle_since = self._changed_at = self.clock()
 
     def stop(self) -> float:
         self._account()
         if self._idle_since is not None:
-            self.idle_s += time.monotonic() - self._idle_since
+            self.idle_s += self.clock() - self._idle_since
             self._idle_since = None
         return self.idle_s
 
     def _account(self) -> None:
-        now = time.monotonic()
+        now = self.clock()
         self.request_s += self.in_flight * (now - self._changed_at)
         self._changed_at = now
 
@@ -81,7 +83,7 @@ class MeteredEngine:
 
     async def generate(self, token_ids: list[int], max_tokens: int, request_id: str) -> GenerationStep:
         if self.in_flight == 0 and self._idle_since is not None:
-            self.idle_s += time.monotonic() - self._idle_since
+            self.idle_s += self.clock() - self._idle_since
             self._idle_since = None
         self._account()
         self.in_flight += 1
@@ -91,7 +93,7 @@ class MeteredEngine:
             self._account()
             self.in_flight -= 1
             if self.in_flight == 0:
-                self._idle_since = time.monotonic()
+                self._idle_since = self.clock()
 
     def shutdown(self) -> None:
         self.inner.shutdown()
