@@ -59,7 +59,8 @@ def test_the_bank_is_empty_before_it_opens():
                                       dict(limit_s=10.0, num_problems=2, safety_margin_s=0.0),
                                       dict(limit_s=10.0, num_problems=1, safety_margin_s=9.999)])
 def test_every_documented_setting_is_accepted(settings):
-    TimeBank(**settings, started_at=0.0, clock=FakeClock())
+    bank = TimeBank(**settings, started_at=0.0, clock=FakeClock())  # raises if refused
+    assert 0 < bank.allowance() <= settings["limit_s"]
 
 
 @pytest.mark.parametrize("settings,field", [(dict(limit_s=10.0, num_problems=0), "num_problems"),

@@ -1,3 +1,4 @@
+import dataclasses
 """``python -m train``: one parser with a subcommand per step (TRL's make_parser/main convention),
 every recipe parsed by its step, kit settings read by the kit's own load_config."""
 
@@ -35,7 +36,8 @@ def test_every_recipe_parses_with_its_steps_subcommand(recipe):
     step_parser, _ = steps[_step(RECIPES / recipe)]
     # use_cpu: the GPU recipes ask for bf16, which the trainer configs refuse on a machine without one.
     extra = ["--use_cpu", "true"] if _step(RECIPES / recipe) in ("sft", "kto") else []
-    step_parser.parse_args_and_config(["--config", str(RECIPES / recipe), *extra])  # raises on an unknown key
+    parsed = step_parser.parse_args_and_config(["--config", str(RECIPES / recipe), *extra])  # raises on an unknown key
+    assert parsed and all(dataclasses.is_dataclass(section) for section in parsed if section is not None)
 
 
 def test_the_tiny_model_step_runs_in_process(tmp_path, capsys):

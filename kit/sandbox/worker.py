@@ -279,7 +279,21 @@ def _kill_other_processes_of_uid() -> None:
             return
 
 
-class _BoundedBuffer(io.BufferedIOBase):
+class _CapturedStream:
+    """What the capture's text and binary streams share: writable, no terminal, fd 1 (the
+    output file, where subprocess output goes too)."""
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return 1
+
+
+class _BoundedBuffer(_CapturedStream, io.BufferedIOBase):
     """sys.stdout.buffer (and sys.stderr.buffer) of one cell: keeps the first `limit` bytes that
     the cell writes, as text or bytes, and counts the rest.
 
@@ -292,15 +306,6 @@ class _BoundedBuffer(io.BufferedIOBase):
         self._limit = limit
         self.written = 0
         self.dropped = 0
-
-    def writable(self) -> bool:
-        return True
-
-    def isatty(self) -> bool:
-        return False
-
-    def fileno(self) -> int:
-        return 1
 
     def write(self, data) -> int:
         view = memoryview(data).cast("B")  # no copy: a 100 MB bytes object costs nothing extra
@@ -318,7 +323,7 @@ class _BoundedBuffer(io.BufferedIOBase):
         return len(view)
 
 
-class _BoundedWriter(io.TextIOBase):
+class _BoundedWriter(_CapturedStream, io.TextIOBase):
     """sys.stdout/sys.stderr of one cell: UTF-8 text into the cell's _BoundedBuffer."""
 
     def __init__(self, buffer: _BoundedBuffer):
@@ -335,15 +340,6 @@ class _BoundedWriter(io.TextIOBase):
     @property
     def errors(self) -> str:
         return "replace"
-
-    def writable(self) -> bool:
-        return True
-
-    def isatty(self) -> bool:
-        return False
-
-    def fileno(self) -> int:
-        return 1
 
     def write(self, text: str) -> int:
         if not isinstance(text, str):
@@ -490,7 +486,7 @@ class _SessionServer:
         sys.modules["__main__"] = self.main_module
         self.buffer = _BoundedBuffer(self.output_fd, self.limit)
         self.fd_identities = self._fd_identities()
-        self.guard = _InterpreterGuard(GUARDED_MODULES, GUARDED_IMPORTS, [_BoundedBuffer, _BoundedWriter])
+        self.guard = _InterpreterGuard(GUARDED_MODULES, GUARDED_IMPORTS, [_CapturedStream, _BoundedBuffer, _BoundedWriter])
 
     def _fd_identities(self) -> list[tuple[int, int]]:
         return [(info.st_dev, info.st_ino) for info in map(_fstat, (self.stdin_fd, self.output_fd, self.output_reader))]
