@@ -50,12 +50,22 @@ train-smoke: setup
 		--input eval/data/gsm8k_test.jsonl --limit 2 \
 		--num-samples 4 --max-new-tokens 64 --output $(SMOKE)/answers.csv
 
+# Speed figures, each a ratio measured side by side in one run (minutes on 2 cores): the sandbox,
+# the grader, SC-TIR against the raw engine (with the cost of top-5 logprobs and the prefix-cache
+# hit rate of the fences format), the prefix-cache hit rate of the tagged format (the same model)
+# and of Harmony (a tiny random gpt-oss: prompt sharing only), then one summary table.
+TINY_GPT_OSS := runs/train/tiny-gpt-oss
 bench: setup
 	mkdir -p runs/bench
-	$(PY) -m eval.benchmarks.executor --json runs/bench/executor.json
+	$(PY) -m eval.benchmarks.executor --repeats 10 --cells 200 --json runs/bench/executor.json
 	$(PY) -m eval.benchmarks.grader --json runs/bench/grader.json
-	$(PY) -m eval.benchmarks.throughput --config cpu-smol --problems 3 --rounds 2 --max-new-tokens 128 \
+	$(PY) -m eval.benchmarks.throughput --config cpu-smol --problems 2 --rounds 2 --max-new-tokens 128 \
 		--json runs/bench/throughput.json
+	$(PY) -m eval.benchmarks.prefix_cache --config cpu-smol --tool-format.kind tagged --problems 1 \
+		--json runs/bench/prefix_cache_tagged.json
+	test -f $(TINY_GPT_OSS)/config.json || $(PY) -m train tiny-model --arch gpt-oss --out $(TINY_GPT_OSS)
+	$(PY) -m eval.benchmarks.prefix_cache --config cpu-smol --tool-format.kind harmony --model $(TINY_GPT_OSS) \
+		--dtype bfloat16 --max-new-tokens 32 --problems 1 --json runs/bench/prefix_cache_harmony.json
 	$(PY) -m eval.benchmarks.summary runs/bench
 
 # Mutation testing (not CI; a few minutes on 2 cores): each mutant of the answer rules, votes,

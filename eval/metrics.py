@@ -18,8 +18,9 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from math import comb
 
+from kit.config import VoteConfig
 from kit.sctir import Candidate, votes_in_finish_order
-from kit.voting import EarlyStopRule, VoteResult, first_firing_rule, majority_vote
+from kit.voting import EarlyStopRule, VoteResult, cast_vote, first_firing_rule
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -63,19 +64,20 @@ class EarlyStop:
     vote: VoteResult  # over the candidates that had ended by then
 
 
-def replay_early_stop(candidates: list[Candidate], rules: list[EarlyStopRule]) -> EarlyStop | None:
+def replay_early_stop(candidates: list[Candidate], rules: list[EarlyStopRule], vote: VoteConfig) -> EarlyStop | None:
     """Where the rules would have stopped a problem that ran without them, or None when none
     fires. As ``kit.sctir.ProblemRun.solve`` does, the rules are checked each time candidates end
     on their own (answered or pruned; a cancelled one only ended at the deadline), against the
     valid answers in finish order (ties by candidate index) of every candidate ended by then, with
-    the candidates ending later counted as still running."""
+    the candidates ending later counted as still running. The vote where one fires is the run's
+    (``vote``: majority, entropy or combined), as the kit would have cast it."""
     ended = sorted({c.finished_at_s for c in candidates if c.status in ("answered", "pruned")})
     for t in ended:
         votes = votes_in_finish_order(candidates, until_s=t)
         running = sum(c.finished_at_s > t for c in candidates)
         rule = first_firing_rule(rules, [v.answer for v in votes], running) if running else None
         if rule is not None:
-            return EarlyStop(str(rule), t, majority_vote(votes))
+            return EarlyStop(str(rule), t, cast_vote(votes, vote))
     return None
 
 

@@ -38,7 +38,7 @@ from eval.report import write_report
 from eval.runs import append_lines, json_lines, read_complete_lines, replace_file
 from eval.splits import EvalProblem
 from kit.answers import AnswerProfile, get_profile
-from kit.config import KitConfig, load_config, resolve_config_path
+from kit.config import KitConfig, VoteConfig, load_config, resolve_config_path
 from kit.sctir import Candidate, ProblemResult
 from kit.traces import candidate_record
 from kit.voting import EarlyStopRule, VoteResult, parse_rules
@@ -101,14 +101,15 @@ def vote_record(grader: Grader, problem: EvalProblem, candidates: list[Candidate
     graded = next((c.graded_answer(profile) for c in candidates if c.status == "answered" and c.answer == answer),
                   answer)
     grade = grader.grade(problem.answer, graded)
-    return {"answer": answer, "correct": grade.correct, "grade": grade.status, "votes": vote.table}
+    return {"answer": answer, "correct": grade.correct, "grade": grade.status, "votes": vote.table,
+            "vote_method": vote.method, "vote_weights": vote.weights}
 
 
 def grade_result(grader: Grader, seed: int, problem: EvalProblem, result: ProblemResult, profile: AnswerProfile,
-                 rules: list[EarlyStopRule]) -> tuple[dict, list[dict]]:
+                 rules: list[EarlyStopRule], vote: VoteConfig) -> tuple[dict, list[dict]]:
     """The problem record and candidate records of one problem solved without early stop, graded.
     The record's answer is what the kit with ``rules`` would have submitted (eval.metrics's
-    replay); ``full_vote`` is the vote over every candidate."""
+    replay, voting by ``vote``); ``full_vote`` is the kit's vote over every candidate."""
     candidates = result.candidates
     to_grade = [c.graded_answer(profile) for c in candidates]
     grades = grader.grade_many([(problem.answer, text) for text in to_grade])
@@ -116,7 +117,7 @@ def grade_result(grader: Grader, seed: int, problem: EvalProblem, result: Proble
                           "correct": grade.correct, "grade": grade.status}
                          for c, text, grade in zip(candidates, to_grade, grades)]
     full_vote = vote_record(grader, problem, candidates, result.vote, profile)
-    early = replay_early_stop(candidates, rules)
+    early = replay_early_stop(candidates, rules, vote)
     problem_record = {
         "seed": seed, "problem_id": problem.id, "gold": problem.answer,
         **(vote_record(grader, problem, candidates, early.vote, profile) if early else full_vote),
@@ -157,7 +158,7 @@ def run_split(split: str, problems: list[EvalProblem], cfg: KitConfig, seeds: li
             with make_solver(dataclasses.replace(cfg, seed=seed, early_stop=[])) as solver:
                 for problem in seed_todo:
                     result = solver.solve(problem.problem, problem.id)
-                    problem_record, records = grade_result(grader, seed, problem, result, profile, rules)
+                    problem_record, records = grade_result(grader, seed, problem, result, profile, rules, cfg.vote)
                     append_lines(out / "samples.jsonl", records)
                     append_lines(out / "problems.jsonl", [problem_record])
                     problem_records.append(problem_record)

@@ -4,6 +4,7 @@
     python -m kit solve --problem "What is 2+3?" --config cpu-smol
     python -m kit solve --input problems.jsonl --output answers.csv --traces traces.jsonl
     python -m kit bundle --competition aimo3 --model /path/to/model --out dist/ [--push]
+    python -m kit bundle --kaggle-model openai/gpt-oss-120b/transformers/default/1 --config aimo3-gptoss120b-h100
 """
 
 from __future__ import annotations
@@ -39,7 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
     bundle = commands.add_parser("bundle", help="Write the Kaggle datasets (wheels, model, kit) and the submission "
                                  "notebook's metadata; upload them with --push.")
     bundle.add_argument("--competition", default="aimo3", help=f"Competition: {', '.join(sorted(COMPETITIONS))}.")
-    bundle.add_argument("--model", default="", help="Model folder (config.json, weights). Default: the embedded one.")
+    bundle.add_argument("--model", default="", help="Model folder (config.json, weights), uploaded as a dataset. "
+                        "Default: the embedded one.")
+    bundle.add_argument("--kaggle-model", default="", metavar="OWNER/MODEL/FRAMEWORK/VARIATION[/VERSION]",
+                        help="A model Kaggle hosts, attached by the notebook instead of --model, e.g. "
+                        "openai/gpt-oss-120b/transformers/default/1.")
+    bundle.add_argument("--config", default="", help="Kit config the notebook runs (a name in kit/configs). "
+                        "Default: the competition's.")
     bundle.add_argument("--out", default="dist", help="Folder to write the bundle into.")
     bundle.add_argument("--owner", help="Kaggle username in the dataset ids (default: KAGGLE_USERNAME, kaggle.json).")
     bundle.add_argument("--push", action="store_true", help="Upload with the kaggle CLI (pip install kaggle six).")
@@ -104,7 +111,8 @@ def bundle(args: argparse.Namespace) -> int:
 
     build_bundle(competition=args.competition, model=args.model, out=args.out, owner=args.owner, push=args.push,
                  wheels=args.wheels, python_version=args.python_version, glibc=args.glibc,
-                 requirements=args.requirements, pip_args=args.pip_args)
+                 requirements=args.requirements, pip_args=args.pip_args, kaggle_model=args.kaggle_model,
+                 config=args.config)
     return 0
 
 

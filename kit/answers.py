@@ -66,6 +66,19 @@ def last_boxed(text: str) -> str | None:
     return None
 
 
+class FirstBoxedWatch:
+    """Reads a generation step as it streams and says when a complete ``\\boxed{...}`` has been
+    written (``KitConfig.stop_at_first_answer``). Checked only when a piece brings a closing
+    brace, so a long step costs one scan per brace, not per token."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def feed(self, piece: str) -> bool:
+        self.text += piece
+        return "}" in piece and _BOXED.search(self.text) is not None and last_boxed(self.text) is not None
+
+
 _NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?")
 
 

@@ -15,10 +15,20 @@ competition config loads a smaller model, or loads on CPU, instead of failing:
   caps it at ``CPU_SHARE_OF_AVAILABLE`` of the memory available at each (re)start, as a
   share of the total, and logs the change. ``VLLM_CPU_KVCACHE_SPACE`` (GiB), when set,
   sizes the KV cache instead and vLLM skips that check.
+
+The engine settings pass to vLLM 0.32's ``AsyncEngineArgs`` as they are (``quantization: mxfp4``
+is gpt-oss's own format; ``kv_cache_dtype: fp8`` is vLLM's name for fp8_e4m3 on CUDA), except:
+- ``async_scheduling: true`` asks for it (vLLM refuses to start where it cannot: CPU, ngram
+  drafts); ``false`` leaves it to vLLM, which in 0.32 turns it on wherever it is supported;
+- ``speculative`` becomes vLLM's ``speculative_config`` mapping (``speculative_config``), or
+  None when its method is empty;
+- the Harmony tool format sets ``skip_tokenizer_init``: prompts and tool replies are token ids
+  rendered by ``openai_harmony``, so vLLM loads no Hugging Face tokenizer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import gc
 import json
@@ -29,8 +39,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from kit.config import KitConfig
-from kit.tir import chat_messages, code_stop_string
+from kit.config import KitConfig, SpeculativeConfig
+from kit.answers import FirstBoxedWatch
+from kit.confidence import token_entropy
+from kit.tir import chat_messages
+from kit.toolcalls import stop_strings, stop_token_ids
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +63,9 @@ class GenerationStep:
 
     token_ids: list[int]
     text: str
-    finish_reason: str  # "stop" (EOS or a stop string) or "length"
-    stop_string: str | None  # the stop string it ended on (kept at the end of text), None for EOS
+    finish_reason: str  # "stop" (EOS, a stop string or stop token), "length", or "answer" (its first \\boxed{} was complete)
+    stop_string: str | None  # the stop string it ended on (kept at the end of text), None otherwise
+    entropies: list[float] | None = None  # per generated token, from its top-k logprobs (KitConfig.logprobs)
 
 
 class Engine(Protocol):
@@ -148,27 +162,70 @@ def engine_args(cfg: KitConfig, model_path: str):
         enable_prefix_caching=cfg.enable_prefix_caching,
         enforce_eager=cfg.enforce_eager,
         seed=cfg.seed,
+        kv_cache_dtype=cfg.kv_cache_dtype,
+        async_scheduling=True if cfg.async_scheduling else None,  # None: vLLM decides (module docstring)
+        speculative_config=speculative_config(cfg.speculative),
+        skip_tokenizer_init=cfg.tool_format.kind == "harmony",
         disable_log_stats=True,
     )
 
 
+def speculative_config(spec: SpeculativeConfig) -> dict | None:
+    """The ``speculative_config`` mapping vLLM 0.32 reads (``vllm/config/speculative.py``), None when off."""
+    if not spec.method:
+        return None
+    if spec.method == "ngram":
+        return {"method": "ngram", "num_speculative_tokens": spec.num_speculative_tokens,
+                "prompt_lookup_min": spec.prompt_lookup_min, "prompt_lookup_max": spec.prompt_lookup_max}
+    return {"method": spec.method, "model": spec.model, "num_speculative_tokens": spec.num_speculative_tokens}
+
+
 class VllmEngine:
     """vLLM's AsyncLLM with the kit's sampling settings. Requests are token-id prompts, so
-    what the model generated is kept token for token across code rounds."""
+    what the model generated is kept token for token across code rounds (and prefix caching
+    reuses every earlier round).
+
+    Text formats tokenize with the model folder's Hugging Face tokenizer and chat template. The
+    Harmony format needs none: prompts and tool replies are rendered to token ids by
+    ``openai_harmony`` and vLLM runs on token ids alone (``skip_tokenizer_init``), so one code path
+    serves gpt-oss checkpoints and a tiny test model without tokenizer files; text is decoded
+    with the Harmony encoding (the same o200k vocabulary).
+
+    Token entropies come from vLLM's default ``raw_logprobs``: the model's own distribution,
+    before temperature and ``min_p``, as the AIMO-3 pipelines read them.
+
+    With ``stop_at_first_answer`` a step streams (vLLM's DELTA outputs) and is cut, its request
+    aborted, as soon as a complete ``\\boxed{}`` has been written."""
 
     def __init__(self, cfg: KitConfig, model_path: str):
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
-        from transformers import AutoTokenizer
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
         from vllm.sampling_params import RequestOutputKind
         from vllm.v1.engine.async_llm import AsyncLLM
 
+        from kit.page_cache import warm_page_cache
+
         self.cfg = fit_context(cfg, model_path)
         self._tokens_prompt = TokensPrompt
         self._sampling_params = SamplingParams
-        self._final_only = RequestOutputKind.FINAL_ONLY
-        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        self._output_kind = RequestOutputKind.DELTA if cfg.stop_at_first_answer else RequestOutputKind.FINAL_ONLY
+        self._stop_strings = stop_strings(cfg.tool_format)
+        self._stop_token_ids = stop_token_ids(cfg.tool_format)
+        self.harmony = None
+        self.tokenizer = None
+        self._vocab_size: int | None = None  # checked by the kit only when vLLM has no tokenizer to check it
+        if cfg.tool_format.kind == "harmony":
+            from kit.toolcalls.harmony import HarmonyFormat
+
+            self.harmony = HarmonyFormat(self.cfg)
+            self._vocab_size = json.loads((Path(model_path) / "config.json").read_text())["vocab_size"]
+        else:
+            from transformers import AutoTokenizer
+
+            self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        if cfg.warm_page_cache:
+            warm_page_cache(model_path)
         self.engine = AsyncLLM.from_engine_args(engine_args(self.cfg, model_path))
 
     @property
@@ -177,38 +234,75 @@ class VllmEngine:
         return self.engine is None or self.engine.errored
 
     def _params(self, max_tokens: int):
+        cfg = self.cfg
         return self._sampling_params(
-            temperature=self.cfg.temperature,
-            top_p=self.cfg.top_p,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            top_k=cfg.top_k,
+            min_p=cfg.min_p,
             max_tokens=max_tokens,
-            stop=[code_stop_string(self.cfg.code_trigger)],
+            stop=self._stop_strings,
+            stop_token_ids=self._stop_token_ids,
             include_stop_str_in_output=True,  # the trace keeps the fence the model wrote
-            ignore_eos=self.cfg.ignore_eos,
-            output_kind=self._final_only,
+            logprobs=cfg.logprobs or None,
+            ignore_eos=cfg.ignore_eos,
+            output_kind=self._output_kind,
+            detokenize=self.harmony is None,
         )
 
     def encode(self, text: str) -> list[int]:
+        if self.harmony is not None:
+            return self.harmony.encode(text)
         return self.tokenizer.encode(text, add_special_tokens=False)
 
+    def decode(self, token_ids: list[int]) -> str:
+        return self.harmony.decode(token_ids) if self.harmony is not None else self.tokenizer.decode(token_ids)
+
     def prompt_ids(self, problem: str) -> list[int]:
+        if self.harmony is not None:
+            return self.harmony.prompt_ids(problem)
         messages = chat_messages(problem, self.cfg.prompt_template, self.cfg.system_prompt)
         text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return self.encode(text)
 
     async def generate(self, token_ids: list[int], max_tokens: int, request_id: str) -> GenerationStep:
-        final = None
         # Cancelling the awaiting task aborts the request inside vLLM (AsyncLLM.generate
-        # catches CancelledError and aborts), so early stop and deadlines free the batch.
-        async for output in self.engine.generate(
-            self._tokens_prompt(prompt_token_ids=token_ids), self._params(max_tokens), request_id
-        ):
-            final = output
-        completion = final.outputs[0]
+        # catches CancelledError and GeneratorExit and aborts), so early stop and deadlines
+        # free the batch; closing the stream early (first answer) aborts it the same way.
+        if self._vocab_size is not None and max(token_ids) >= self._vocab_size:
+            # Without a tokenizer vLLM does not check prompt ids, and one past the vocabulary kills the engine.
+            raise ValueError(f"request {request_id}: token id {max(token_ids)} is outside the model's vocabulary "
+                             f"({self._vocab_size})")
+        k = self.cfg.logprobs
+        stream = self.engine.generate(self._tokens_prompt(prompt_token_ids=token_ids), self._params(max_tokens),
+                                      request_id)
+        ids: list[int] = []
+        text: list[str] = []
+        entropies: list[float] | None = [] if self.cfg.logprobs else None
+        watch = FirstBoxedWatch() if self.cfg.stop_at_first_answer else None
+        completion = None
+        async for output in stream:  # one final output, or (first-answer stop) deltas
+            completion = output.outputs[0]
+            ids += completion.token_ids
+            piece = completion.text if self.harmony is None else self.harmony.decode(list(completion.token_ids))
+            text.append(piece)
+            if entropies is not None and completion.logprobs:
+                # Each position holds the top k and, when it ranks lower, the sampled token: keep the top k.
+                entropies += [token_entropy(lp.logprob for lp in position.values() if lp.rank <= k)
+                              for position in completion.logprobs]
+            if watch is not None and watch.feed(piece):
+                if not output.finished:
+                    # Closing the stream aborts the request; shielded, so a cancellation landing
+                    # here cannot leave it generating.
+                    await asyncio.shield(stream.aclose())
+                return GenerationStep(ids, "".join(text), "answer", None, entropies)
+        stop = completion.stop_reason
         return GenerationStep(
-            token_ids=list(completion.token_ids),
-            text=completion.text,
+            token_ids=ids,
+            text="".join(text),
             finish_reason=completion.finish_reason or "stop",
-            stop_string=completion.stop_reason if isinstance(completion.stop_reason, str) else None,
+            stop_string=stop if isinstance(stop, str) else None,
+            entropies=entropies,
         )
 
     def shutdown(self) -> None:

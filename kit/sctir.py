@@ -1,9 +1,13 @@
 """SC-TIR: self-consistency over tool-integrated reasoning, for one problem.
 
-N candidates each loop independently: generate until the output fence, EOS or the token
-limit; run the last python block in the candidate's own persistent interpreter session;
-append the (truncated) output and the closing fence; continue, up to M code rounds. A
-candidate ends with the answer in its last ``\\boxed{}`` or is pruned. The problem ends
+N candidates each loop independently: generate until the tool-call format's stop (the output
+fence, a ``code_end`` tag, Harmony's ``<|call|>``), the end of the answer, or a token limit (per
+step, per candidate, the context); run the code the format finds in the candidate's own
+persistent interpreter session; append the format's reply (the truncated output); continue, up
+to M code rounds (formats: ``kit.toolcalls``). A candidate ends with the answer in its last
+``\\boxed{}`` (Harmony: in its final channel) or is pruned. With ``logprobs`` on, each
+candidate's token entropy is recorded as it goes (mean over all tokens, and over its last
+``vote.tail_tokens``), for the entropy-weighted votes. The problem ends
 when every candidate has ended, an early-stop rule fires, or its deadline passes; the
 remaining candidates are cancelled (their vLLM requests aborted) and the vote is taken
 over what finished: every candidate that had ended by then, also one still closing its code
@@ -25,11 +29,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from kit.answers import AnswerProfile, last_boxed, last_number
+from kit.confidence import EntropyTrace
 from kit.config import KitConfig
 from kit.engine import Engine
 from kit.sandbox.pool import ExecutorPool, Session
-from kit.tir import OUTPUT_FENCE, code_stop_string, code_to_run, open_code_block, output_block
-from kit.voting import Vote, VoteResult, first_firing_rule, majority_vote
+from kit.toolcalls import Finish, KeepWriting, ToolFormat, make_format
+from kit.voting import Vote, VoteResult, cast_vote, first_firing_rule
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +44,7 @@ class Cell:
     """One executed code round, as the model saw it."""
 
     code: str
-    output: str  # what follows the output fence in the trace (truncated output, closing fence)
+    output: str  # the reply appended to the trace: the truncated output in the format's markup (kit.toolcalls)
     error: str | None
     timed_out: bool
     state_reset: bool
@@ -54,9 +59,11 @@ class Candidate:
     text: str = ""  # completion (everything after the prompt), tool outputs included
     token_ids: list[int] = field(default_factory=list)
     generated_tokens: int = 0
+    mean_entropy: float | None = None  # mean token entropy so far (logprobs on), kit/confidence.py
+    tail_entropy: float | None = None  # ... over the last vote.tail_tokens tokens
     cells: list[Cell] = field(default_factory=list)
     status: str = "running"  # running -> answered | pruned | cancelled
-    reason: str = ""  # why it ended: answer, no_answer, invalid_answer, length, context_full, ...
+    reason: str = ""  # why it ended: answer, no_answer, invalid_answer, length, context_full, token_budget, ...
     boxed: str | None = None
     answer: str | None = None  # set only when answered: the vote it casts
     answer_source: str | None = None  # when answered: boxed, or code_output (KitConfig.answer_from_code_output)
@@ -92,7 +99,8 @@ def votes_in_finish_order(candidates: list[Candidate], until_s: float | None = N
     in eval's replay of them). Taken from the candidates rather than from finished tasks,
     since a candidate that has ended may still be closing its session."""
     ended = [c for c in candidates if c.status == "answered" and (until_s is None or c.finished_at_s <= until_s)]
-    return [Vote(c.index, c.answer) for c in sorted(ended, key=lambda c: (c.finished_at_s, c.index))]
+    return [Vote(c.index, c.answer, c.mean_entropy, c.tail_entropy)
+            for c in sorted(ended, key=lambda c: (c.finished_at_s, c.index))]
 
 
 class PhaseBarrier:
@@ -130,6 +138,7 @@ class ProblemRun:
     def __init__(self, problem_id: str, prompt_ids: list[int], cfg: KitConfig, engine: Engine,
                  pool: ExecutorPool, time_limit_s: float, clock: Callable[[], float] = time.monotonic):
         self.problem_id = problem_id
+        self.format: ToolFormat = make_format(cfg, engine.encode)
         self.prompt_ids = prompt_ids
         self.cfg = cfg
         self.profile = cfg.answer_profile()
@@ -165,17 +174,26 @@ class ProblemRun:
                 c.finished_at_s = self.clock() - self.started
         return c
 
+    def _step_budget(self, c: Candidate) -> tuple[int, str]:
+        """Tokens the next step may generate, and what limits it when that is none."""
+        cfg = self.cfg
+        context = cfg.max_model_len - len(self.prompt_ids) - len(c.token_ids)
+        budget, limit = min((cfg.max_new_tokens, "step"), (context, "context_full"))
+        if cfg.max_candidate_tokens:
+            budget, limit = min((budget, limit), (cfg.max_candidate_tokens - c.generated_tokens, "token_budget"))
+        return budget, limit
+
     async def _generate_and_execute(self, c: Candidate) -> None:
         cfg = self.cfg
         session: Session | None = None
-        stop_string = code_stop_string(cfg.code_trigger)
+        entropy = EntropyTrace(cfg.vote.tail_tokens)
         try:
             for step_no in itertools.count():
                 if self.stopping:  # a cancellation lost inside a library call must not keep us going
                     raise asyncio.CancelledError
-                budget = min(cfg.max_new_tokens, cfg.max_model_len - len(self.prompt_ids) - len(c.token_ids))
+                budget, limit = self._step_budget(c)
                 if budget <= 0:
-                    return self._end(c, "context_full")
+                    return self._end(c, Finish(limit))
                 await self._sync()
                 t0 = self.clock()
                 step = await self.engine.generate(self.prompt_ids + c.token_ids, budget,
@@ -184,46 +202,48 @@ class ProblemRun:
                 c.text += step.text
                 c.token_ids += step.token_ids
                 c.generated_tokens += len(step.token_ids)
-                if step.stop_string != stop_string:
-                    return self._end(c, "length" if step.finish_reason == "length" else "eos")
-                code = code_to_run(c.text, cfg.code_trigger)
-                if code is None:
-                    # The stop string came inside an open python block (a fence in a string, say),
-                    # or (code_close) another block closed: keep writing. Each step spends tokens,
-                    # so the context budget ends a candidate that never closes its block.
-                    if cfg.code_trigger == "output_fence" and not open_code_block(c.text):
-                        return self._end(c, "malformed_code")
+                if step.entropies:
+                    entropy.add(step.entropies)
+                    c.mean_entropy, c.tail_entropy = entropy.mean(), entropy.tail_mean()
+                action = self.format.after_step(c.text, step)
+                if isinstance(action, Finish):
+                    if action.reason == "length" and limit == "token_budget" and len(step.token_ids) >= budget:
+                        action = Finish("token_budget")
+                    return self._end(c, action)
+                if isinstance(action, KeepWriting):
                     continue
                 if len(c.cells) >= cfg.max_code_rounds:
-                    return self._end(c, "code_round_limit")
+                    return self._end(c, Finish("code_round_limit"))
                 await self._sync()
                 # The session opens at the first cell, so answer-only candidates cost no process.
                 session = session or await self.pool.open_session()
                 timeout = max(0.1, min(cfg.executor.cell_timeout_s, self.remaining_s()))
-                result = await session.run(code, timeout_s=timeout)
-                shown = output_block(result.output, cfg.output_max_chars)
-                c.cells.append(Cell(code, shown, result.error, result.timed_out, result.state_reset, result.duration_s))
+                result = await session.run(action.code, timeout_s=timeout)
+                reply = self.format.reply(result.output)
+                c.cells.append(Cell(action.code, reply.text, result.error, result.timed_out, result.state_reset,
+                                    result.duration_s))
                 c.execution_s += result.duration_s
-                # With code_close the model stopped at the closing fence: the kit writes the output fence.
-                inserted = shown if cfg.code_trigger == "output_fence" else OUTPUT_FENCE + shown
-                c.text += inserted
-                c.token_ids += self.engine.encode(inserted)
+                c.text += reply.text
+                c.token_ids += reply.token_ids
         finally:
             if session is not None:
                 await asyncio.shield(session.close())
 
-    def _end(self, c: Candidate, how: str) -> None:
+    def _end(self, c: Candidate, how: Finish) -> None:
+        """Record how ``c`` ended: answered (its boxed answer, in ``how.answer_text`` when the
+        format says where, valid under the profile) or pruned with the reason."""
         c.finished_at_s = self.clock() - self.started
-        c.boxed = last_boxed(c.text)
+        c.boxed = last_boxed(c.text if how.answer_text is None else how.answer_text)
         answer, source = self.profile.parse(c.boxed), "boxed"
-        if how == "eos" and c.boxed is None and self.cfg.answer_from_code_output and c.cells and c.cells[-1].error is None:
+        if how.reason == "eos" and c.boxed is None and self.cfg.answer_from_code_output and c.cells \
+                and c.cells[-1].error is None:
             answer, source = self.profile.parse(last_number(c.cells[-1].output)), "code_output"
-        if how == "length":
-            c.status, c.reason = "pruned", "length"  # a truncated solution is not trusted
-        elif answer is not None:
+        if how.reason in ("length", "token_budget"):
+            c.status, c.reason = "pruned", how.reason  # a truncated solution is not trusted
+        elif answer is not None and how.reason in ("eos", "answer"):
             c.status, c.reason, c.answer, c.answer_source = "answered", "answer", answer, source
-        elif how in ("context_full", "code_round_limit", "malformed_code"):
-            c.status, c.reason = "pruned", how
+        elif how.reason not in ("eos", "answer"):
+            c.status, c.reason = "pruned", how.reason
         else:
             c.status = "pruned"
             c.reason = "invalid_answer" if c.boxed is not None or source == "code_output" else "no_answer"
@@ -262,7 +282,7 @@ class ProblemRun:
             if not task.cancelled() and task.exception() is not None:
                 self._failed(task, tasks[task])
         # Candidates that ended before the stop vote, also those still closing their session then.
-        vote = majority_vote(votes_in_finish_order(candidates, until_s=stopped_at_s))
+        vote = cast_vote(votes_in_finish_order(candidates, until_s=stopped_at_s), self.cfg.vote)
         return ProblemResult(
             problem_id=self.problem_id,
             answer=vote.answer if vote.answer is not None else self.profile.fallback,

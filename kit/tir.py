@@ -12,8 +12,10 @@ A TIR solution interleaves reasoning with code cells and their outputs::
     ...more reasoning... \\boxed{4}
 
 The model writes up to and including the output fence (``OUTPUT_FENCE``, the stop string); the kit
-runs the last python block and appends the output and the closing fence. Training
-renders tool outputs the same way so that the two cannot drift apart.
+runs the last python block and appends the output and the closing fence. Training data stores
+solutions in this form; its cells (``tool_cells``) are rendered for training by the tool-call
+format the kit infers with (``kit.toolcalls``: ``render_solution``), with the very function
+that writes the kit's replies, so the two cannot drift apart.
 
 Fences are read as markdown defines them, with the spellings models write: a block opens with
 ```` ``` ```` and a python info string (``python``, ``py``, ``Python``, ``python3``, ``ipython``, any
@@ -26,6 +28,7 @@ closing fence still means its code to run).
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 CODE_FENCE = "```python"
 OUTPUT_FENCE = "```output"
@@ -33,6 +36,13 @@ CLOSE_FENCE = "```"
 
 _OPEN_PYTHON = re.compile(r"```[ \t]*(?:i?python3?|py3?)[ \t\r]*$", re.IGNORECASE | re.MULTILINE)
 _CLOSE_LINE = re.compile(r"^[ \t]*(?:`{3,}|```output)[ \t\r]*$", re.MULTILINE)
+# An output block as training data stores it: the fence, the output (group 1, None when empty)
+# and the closing fence, the first line of the fence alone after it (with its newline), so a ```
+# the output prints inside a line does not end it.
+STORED_OUTPUT_BLOCK = re.compile(re.escape(OUTPUT_FENCE) + r"[ \t]*\n(?:(.*?)\n)??[ \t]*```[ \t]*(?:\n|\Z)",
+                                 re.DOTALL)
+# An output block as the kit writes it: OUTPUT_FENCE + output_block(...).
+SHOWN_OUTPUT_BLOCK = re.compile(re.escape(OUTPUT_FENCE) + r"\n(?:.*?\n)??```\n", re.DOTALL)
 
 DEFAULT_PROMPT_TEMPLATE = (
     "{problem}\n\nPlease integrate natural language reasoning with programs to solve the problem above, "
@@ -101,6 +111,46 @@ def output_block(output: str, max_chars: int) -> str:
     closing fence."""
     body = truncate_output(output, max_chars)
     return f"\n{body}\n{CLOSE_FENCE}\n" if body else f"\n{CLOSE_FENCE}\n"
+
+
+@dataclass(frozen=True)
+class ToolCell:
+    """A code cell of a fenced solution as training data stores it: a python block and, nothing
+    but whitespace apart, the output block after it. Positions are in the solution's text."""
+
+    code: str  # the block's code, as ``code_to_run`` reads it
+    output: str  # the stored output, not truncated
+    start: int  # where the python fence opens
+    code_end: int  # where the code ends: its closing fence line (or the output fence) begins
+    end: int  # just past the output block
+
+
+def tool_cells(solution: str) -> list[ToolCell]:
+    """The cells of a tool-integrated solution (``STORED_OUTPUT_BLOCK`` outputs, each with the
+    python block just before it). An output block that follows no python block, or follows one
+    with text in between, is no cell; neither is a python block without an output."""
+    cells = []
+    cursor = 0  # a cell's python block opens after the previous output block
+    for block in STORED_OUTPUT_BLOCK.finditer(solution):
+        fence = block.start()
+        openings = list(_OPEN_PYTHON.finditer(solution, cursor, fence))
+        opening = openings[-1] if openings else None
+        cursor = block.end()
+        if opening is None or not solution.startswith("\n", opening.end()):
+            continue
+        code_start = opening.end() + 1
+        close = _CLOSE_LINE.search(solution, code_start, fence)
+        if close is None:  # the output fence closes the block, on a line of its own
+            if not solution.startswith("\n", fence - 1):
+                continue
+            code_end = fence
+        elif solution[close.end():fence].strip():
+            continue
+        else:
+            code_end = close.start()
+        cells.append(ToolCell(solution[code_start:code_end], block.group(1) or "", opening.start(), code_end,
+                              block.end()))
+    return cells
 
 
 def render_prompt(problem: str, template: str = DEFAULT_PROMPT_TEMPLATE) -> str:

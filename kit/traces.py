@@ -34,18 +34,21 @@ def write_answers(path: str | Path, rows: list[tuple[str, str]]) -> None:
 
 
 def format_result(result: ProblemResult) -> str:
-    """A short human summary: answer, vote table, time, candidate outcomes."""
+    """A short human summary: answer, vote table (each answer's weight too under the entropy and
+    combined votes), time, candidate outcomes."""
     c = result.candidates
     counts: dict[str, int] = {}
     for cand in c:
         key = cand.status if cand.status != "pruned" else f"pruned:{cand.reason}"
         counts[key] = counts.get(key, 0) + 1
-    votes = ", ".join(f"{a}: {n}" for a, n in result.vote.table.items()) or "none"
+    vote = result.vote
+    votes = ", ".join(f"{a}: {n}" + (f" (w {vote.weights[a]:.3g})" if vote.method != "majority" else "")
+                      for a, n in vote.table.items()) or "none"
     cells = sum(len(x.cells) for x in c)
     tokens = sum(x.generated_tokens for x in c)
     lines = [
         f"answer: {result.answer}" + ("  (fallback: no candidate gave a valid answer)" if result.used_fallback else ""),
-        f"votes: {votes}",
+        f"votes: {votes}" + (f"  ({vote.method} vote)" if vote.method != "majority" else ""),
         f"time: {result.elapsed_s:.1f} s of {result.time_limit_s:.0f} s; stop: {result.stop_reason}",
         f"candidates: {len(c)} ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))}); "
         f"code cells: {cells}; generated tokens: {tokens}",

@@ -288,10 +288,13 @@ def test_the_bundled_notebook_finds_the_bundles_datasets(tmp_path, model_dir, no
     params = next(c for c in cells if "parameters" in c["metadata"].get("tags", []))["source"]
     scope: dict = {}
     exec(params, scope)
-    sources = load(out / "notebook" / "kernel-metadata.json")["dataset_sources"]
-    mounts = {f"/kaggle/input/{s.split('/')[1]}" for s in sources}
+    wheels, model, kit_src = load(out / "notebook" / "kernel-metadata.json")["dataset_sources"]
     assert scope["COMPETITION"] == "aimo2"
-    assert {scope["MODEL"], scope["KIT_SOURCE"], scope["WHEELS"]} == mounts
+    # Each dataset at both of Kaggle's layouts, the 2026 one (it names the owner) first.
+    for name, ref in (("WHEELS", wheels), ("MODEL", model), ("KIT_SOURCE", kit_src)):
+        owner, slug = ref.split("/")
+        assert scope[name] == [f"/kaggle/input/datasets/{owner}/{slug}", f"/kaggle/input/{slug}"]
+    assert scope["KIT_SOURCE"] == ["/kaggle/input/datasets/tester/aimo-kit-src", "/kaggle/input/aimo-kit-src"]
 
 
 @pytest.mark.parametrize("content", ["{broken", '["a list"]'])
@@ -302,3 +305,87 @@ def test_a_broken_kaggle_json_is_named_not_silently_skipped(tmp_path, model_dir,
     out = bundle(tmp_path, model_dir, owner=None)
     assert load(out / "kit-src" / "dataset-metadata.json")["id"] == "YOUR_KAGGLE_USERNAME/aimo-kit-src"
     assert f"warning: {config / 'kaggle.json'} ignored" in capsys.readouterr().out
+
+
+GPT_OSS = "openai/gpt-oss-120b/transformers/default"
+
+
+def notebook_parameters(out: Path) -> dict:
+    cells = load(out / "notebook" / "aimo_submission.ipynb")["cells"]
+    scope: dict = {}
+    exec(next(c for c in cells if "parameters" in c["metadata"].get("tags", []))["source"], scope)
+    return scope
+
+
+def test_a_kaggle_model_is_attached_as_a_model_source_not_uploaded(tmp_path, notebook):
+    out = tmp_path / "dist"
+    result = build_bundle(kaggle_model=f"{GPT_OSS}/2", owner="tester", wheels=False, out=str(out), notebook=notebook)
+    meta = load(out / "notebook" / "kernel-metadata.json")
+    assert meta["model_sources"] == [f"{GPT_OSS}/2"] == result["model_sources"]
+    assert meta["dataset_sources"] == ["tester/aimo-kit-wheels", "tester/aimo-kit-src"]
+    assert {k: type(v) for k, v in meta.items()} == KERNEL_FIELDS
+    assert not (out / "model").exists()
+    assert notebook_parameters(out)["MODEL"] == [f"/kaggle/input/models/{GPT_OSS}/2",  # 2026 layout first
+                                                 "/kaggle/input/gpt-oss-120b/transformers/default/2"]
+    assert notebook_parameters(out)["WHEELS"] == ["/kaggle/input/datasets/tester/aimo-kit-wheels",
+                                                  "/kaggle/input/aimo-kit-wheels"]
+    readme = (out / "README.md").read_text()
+    assert "kaggle datasets create -p model" not in readme and f"Kaggle model `{GPT_OSS}/2`" in readme
+    assert "/kaggle/input/models/OWNER/MODEL/FRAMEWORK/VARIATION/VERSION" in readme  # both layouts explained
+    assert "/kaggle/input/MODEL/FRAMEWORK/VARIATION/VERSION" in readme
+
+
+def test_a_kaggle_model_without_a_version_gets_the_first_with_a_warning(tmp_path, capsys):
+    out = tmp_path / "dist"
+    build_bundle(kaggle_model=GPT_OSS, owner="tester", wheels=False, out=str(out))
+    assert load(out / "notebook" / "kernel-metadata.json")["model_sources"] == [f"{GPT_OSS}/1"]
+    assert f"warning: --kaggle-model '{GPT_OSS}' names no version: using {GPT_OSS}/1" in capsys.readouterr().out
+
+
+def test_a_kaggle_model_replaces_the_model_copy_of_an_earlier_bundle(tmp_path, model_dir):
+    out = bundle(tmp_path, model_dir)
+    assert (out / "model" / "model.safetensors").is_file()
+    build_bundle(kaggle_model=GPT_OSS + "/1", owner="tester", wheels=False, out=str(out))
+    assert not (out / "model").exists()
+
+
+@pytest.mark.parametrize("handle", ["openai/gpt-oss-120b", "openai/gpt-oss-120b/transformers/default/1/x",
+                                    "openai//transformers/default", "openai/gpt oss/transformers/default",
+                                    f"{GPT_OSS}/latest", f"{GPT_OSS}/0", f"/{GPT_OSS}"])
+def test_a_bad_kaggle_model_handle_is_named_with_the_expected_form(tmp_path, handle):
+    with pytest.raises(ValueError, match=rf"--kaggle-model {re.escape(repr(handle))}: .*e\.g\. {GPT_OSS}/1"):
+        build_bundle(kaggle_model=handle, owner="tester", wheels=False, out=str(tmp_path / "dist"))
+    assert not (tmp_path / "dist").exists()
+
+
+def test_model_and_kaggle_model_together_are_refused(tmp_path, model_dir):
+    with pytest.raises(ValueError, match="--model and --kaggle-model: give one"):
+        bundle(tmp_path, model_dir, kaggle_model=GPT_OSS)
+
+
+def test_the_notebook_runs_the_config_the_bundle_names(tmp_path, model_dir, notebook):
+    out = bundle(tmp_path, model_dir, notebook=notebook, config="aimo3-gptoss120b-h100.yaml")
+    assert notebook_parameters(out)["CONFIG"] == "aimo3-gptoss120b-h100"
+    assert notebook_parameters(bundle(tmp_path, model_dir, notebook=notebook))["CONFIG"] == ""  # the competition's
+
+
+def test_a_config_the_bundle_does_not_ship_is_refused(tmp_path, model_dir):
+    with pytest.raises(FileNotFoundError, match=r"config 'aimo9-h100' not found .*aimo3-gptoss120b-h100"):
+        bundle(tmp_path, model_dir, config="aimo9-h100")
+    local = tmp_path / "mine.yaml"
+    local.write_text("num_samples: 4\n")
+    with pytest.raises(ValueError, match=r"--config .*mine\.yaml.*loads configs from kit/configs only"):
+        bundle(tmp_path, model_dir, config=str(local))
+
+
+def test_cli_bundles_a_kaggle_model_with_a_config(tmp_path):
+    out = tmp_path / "dist"
+    assert main(["bundle", "--kaggle-model", f"{GPT_OSS}/1", "--config", "aimo3-gptoss120b-h100", "--out", str(out),
+                 "--no-wheels", "--owner", "tester"]) == 0
+    assert load(out / "notebook" / "kernel-metadata.json")["model_sources"] == [f"{GPT_OSS}/1"]
+
+
+def test_cli_bad_kaggle_model_exits_2_naming_it(tmp_path, capsys):
+    code = main(["bundle", "--kaggle-model", "gpt-oss-120b", "--out", str(tmp_path / "d"), "--no-wheels"])
+    assert code == 2 and "error: --kaggle-model 'gpt-oss-120b': expected OWNER/MODEL/FRAMEWORK/VARIATION" in \
+        capsys.readouterr().err

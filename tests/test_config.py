@@ -2,7 +2,8 @@
 
 import pytest
 
-from kit.config import CONFIG_DIR, ExecutorConfig, KitConfig, add_config_flags, config_overrides, load_config
+from kit.config import (CONFIG_DIR, SECTIONS, ExecutorConfig, KitConfig, add_config_flags, config_overrides,
+                        load_config)
 
 
 @pytest.mark.parametrize("path", sorted(CONFIG_DIR.glob("*.yaml")), ids=lambda p: p.stem)
@@ -119,8 +120,8 @@ def test_every_config_field_has_a_flag_that_reaches_it():
     assert cfg.executor == ExecutorConfig(cell_timeout_s=9.0, memory_mb=512, max_processes=4,
                                           max_concurrent_cells=2, capture_chars=100)
     flags = {a.dest for a in parser._actions}
-    expected = {f.name for f in dataclasses.fields(KitConfig) if f.name != "executor"}
-    expected |= {f"executor.{f.name}" for f in dataclasses.fields(ExecutorConfig)}
+    expected = {f.name for f in dataclasses.fields(KitConfig) if f.name not in SECTIONS}
+    expected |= {f"{name}.{f.name}" for name, cls in SECTIONS.items() for f in dataclasses.fields(cls)}
     assert expected <= flags
 
 
@@ -137,3 +138,66 @@ def test_the_answer_rule_and_early_stop_rules_come_from_the_config():
     cfg = KitConfig(profile="aimo2", early_stop=["4/4", "decided"])
     assert cfg.answer_profile().name == "aimo2"
     assert [str(r) for r in cfg.stop_rules()] == ["4/4", "decided"]
+
+
+def test_the_aimo3_gpt_oss_config_holds_the_winners_settings():
+    from kit.config import TimePolicyConfig
+
+    cfg = load_config("aimo3-gptoss120b-h100")
+    assert (cfg.tool_format.kind, cfg.tool_format.reasoning_effort, cfg.profile) == ("harmony", "high", "aimo3")
+    assert (cfg.quantization, cfg.kv_cache_dtype, cfg.async_scheduling, cfg.enable_prefix_caching) == \
+        ("mxfp4", "fp8", True, True)
+    assert (cfg.max_num_seqs, cfg.max_model_len, cfg.warm_page_cache) == (256, 65536, True)
+    assert (cfg.num_samples, cfg.temperature, cfg.min_p, cfg.logprobs, cfg.stop_at_first_answer) == \
+        (8, 1.0, 0.02, 5, True)
+    assert cfg.vote.method == "entropy" and cfg.executor.cell_timeout_s == 6
+    assert cfg.time_policy == TimePolicyConfig(kind="clamp", reserve_s=300, min_s=300, max_s=900)
+    assert "[0, 99999]" in cfg.system_prompt and "modulo 100000" in cfg.system_prompt
+    assert cfg.max_new_tokens >= cfg.max_model_len // 2 and cfg.max_code_rounds >= 32  # not capped tightly
+
+
+def test_the_aimo3_early_stop_fires_when_any_four_finished_samples_agree():
+    rules = load_config("aimo3-gptoss120b-h100").stop_rules()
+
+    def fires(answers, pending):
+        return any(rule.fires(answers, pending) for rule in rules)
+
+    assert fires(["7", "3", "7", "5", "7", "7"], pending=2)  # the first four disagree; four 7s among six
+    assert not fires(["7", "3", "7", "5", "7"], pending=3)  # three agree: wait
+    assert not fires(["7", "7", "7", "3", "3", "3", "5", "5"], pending=0)  # never four
+
+
+def test_the_aimo2_openmath_nemotron_config_uses_its_tags_and_the_write_ups_limits():
+    from kit.config import ToolFormatConfig
+
+    cfg = load_config("aimo2-openmath-nemotron-l4x4")
+    assert cfg.tool_format == ToolFormatConfig(kind="tagged")  # the defaults are OpenMath-Nemotron's tags
+    assert (cfg.profile, cfg.tensor_parallel_size, cfg.num_samples) == ("aimo2", 0, 16)
+    assert (cfg.max_code_rounds, cfg.executor.cell_timeout_s, cfg.output_max_chars) == (6, 2, 200)
+    assert "up to 6 Python code calls" in cfg.prompt_template and cfg.temperature > 0  # vLLM at 0: N copies
+    assert cfg.time_policy.kind == "bank" and cfg.early_stop == ["4/4"]
+
+
+@pytest.mark.parametrize("section, values, message", [
+    ("tool_format", {"kind": "xml"}, r"tool_format\.kind: 'xml'"),
+    ("tool_format", {"kind": "tagged", "code_output_end": " "}, r"tool_format\.code_output_end: must not be empty"),
+    ("tool_format", {"reasoning_effort": "max"}, r"tool_format\.reasoning_effort"),
+    ("tool_format", {"code_trigger": "eos"}, r"tool_format\.code_trigger"),
+    ("speculative", {"method": "eagle3"}, r"speculative\.model: eagle3 needs"),
+    ("speculative", {"method": "medusa"}, r"speculative\.method"),
+    ("time_policy", {"kind": "clamp", "min_s": 900, "max_s": 300}, r"time_policy: need 0 <= min_s <= max_s"),
+    ("time_policy", {"kind": "fixed"}, r"time_policy\.kind"),
+    ("vote", {"method": "combined", "confidence_weight": -1}, r"vote\.confidence_weight"),
+])
+def test_bad_section_values_are_refused_naming_the_field(section, values, message):
+    with pytest.raises(ValueError, match=message):
+        load_config(None, logprobs=5, **{section: values})
+
+
+def test_sampling_and_budget_fields_are_checked():
+    with pytest.raises(ValueError, match="top_k must be >= 0 and min_p"):
+        load_config(None, min_p=1.5)
+    with pytest.raises(ValueError, match="max_candidate_tokens and logprobs"):
+        load_config(None, max_candidate_tokens=-1)
+    with pytest.raises(ValueError, match="unknown ToolFormatConfig field"):
+        load_config(None, tool_format={"code_start": "x"})

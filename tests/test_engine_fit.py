@@ -1,9 +1,12 @@
 """Fitting a config to the model and the machine (kit/engine.py): the context is capped at
-the model's own maximum, and on CPU the memory share at what vLLM can get. The real-engine
-test loads the embedded model with the AIMO-3 config (16384 tokens, 0.92 of the memory)."""
+the model's own maximum, and on CPU the memory share at what vLLM can get; the engine settings
+(KV-cache dtype, async scheduling, quantization, speculative decoding, no tokenizer for Harmony)
+reach vLLM's AsyncEngineArgs (built for a folder with a config.json; no engine started). The
+real-engine test loads the embedded model with the AIMO-3 config (16384 tokens, 0.92 of the memory)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import subprocess
@@ -66,6 +69,54 @@ def test_engine_args_on_this_cpu_ask_for_no_more_than_vllm_can_get(tmp_path):
     info = get_memory_node_info(get_allowed_cpu_list()[0].numa_node)
     # Within 5%: the memory available moves between the two readings.
     assert args.gpu_memory_utilization <= 1.05 * CPU_SHARE_OF_AVAILABLE * info.available_memory / info.total_memory
+
+
+def gpt_oss_folder(tmp_path: Path) -> Path:
+    """A folder with the parts of gpt-oss-120b's config.json the engine settings depend on."""
+    return model_folder(tmp_path, model_type="gpt_oss", max_position_embeddings=131072,
+                        quantization_config={"quant_method": "mxfp4"})
+
+
+def test_the_aimo3_gpt_oss_config_reaches_vllm_as_the_winners_ran_it(tmp_path):
+    args = engine_args(load_config("aimo3-gptoss120b-h100"), str(gpt_oss_folder(tmp_path)))
+    assert (args.quantization, args.kv_cache_dtype, args.async_scheduling) == ("mxfp4", "fp8", True)
+    assert (args.max_model_len, args.max_num_seqs, args.enable_prefix_caching) == (65536, 256, True)
+    assert args.skip_tokenizer_init is True  # Harmony: token ids in and out, no Hugging Face tokenizer
+    assert args.speculative_config is None
+
+
+def test_text_formats_keep_the_tokenizer_and_leave_async_scheduling_to_vllm(tmp_path):
+    args = engine_args(KitConfig(tool_format={"kind": "tagged"}), str(model_folder(tmp_path)))
+    assert (args.skip_tokenizer_init, args.async_scheduling, args.kv_cache_dtype) == (False, None, "auto")
+    assert args.quantization is None  # empty: vLLM reads the checkpoint's own
+
+
+def test_ngram_speculation_becomes_a_mapping_vllms_speculative_config_accepts(tmp_path):
+    from vllm.config import SpeculativeConfig
+
+    cfg = KitConfig(speculative={"method": "ngram", "num_speculative_tokens": 5, "prompt_lookup_min": 3,
+                                 "prompt_lookup_max": 6})
+    mapping = engine_args(cfg, str(model_folder(tmp_path))).speculative_config
+    assert mapping == {"method": "ngram", "num_speculative_tokens": 5, "prompt_lookup_min": 3, "prompt_lookup_max": 6}
+    built = SpeculativeConfig(**mapping)  # vLLM's own validation (it rejects unknown keys)
+    assert (built.method, built.num_speculative_tokens, built.prompt_lookup_min, built.prompt_lookup_max) == \
+        ("ngram", 5, 3, 6)
+
+
+def test_eagle3_speculation_names_vllms_fields_and_the_draft_head(tmp_path):
+    from vllm.config import SpeculativeConfig
+
+    cfg = KitConfig(speculative={"method": "eagle3", "model": "/models/gpt-oss-120b-eagle3",
+                                 "num_speculative_tokens": 3}, async_scheduling=True)
+    mapping = engine_args(cfg, str(model_folder(tmp_path))).speculative_config
+    assert mapping == {"method": "eagle3", "model": "/models/gpt-oss-120b-eagle3", "num_speculative_tokens": 3}
+    # Building it loads the draft head; its keys must be fields vLLM's SpeculativeConfig has.
+    assert set(mapping) <= {f.name for f in dataclasses.fields(SpeculativeConfig)}
+
+
+def test_async_scheduling_with_ngram_drafts_is_refused_when_the_config_loads():
+    with pytest.raises(ValueError, match=r"async_scheduling: .*speculative\.method ngram"):
+        load_config(None, async_scheduling=True, speculative={"method": "ngram"})
 
 
 LOAD_AND_GENERATE = """

@@ -126,6 +126,8 @@ def test_the_replayed_early_stop_answers_what_the_kit_with_early_stop_answers(tm
                                                                           as_run.stop_reason) == ("5", {"5": 4},
                                                                                                   "early_stop:4/4")
     assert record["correct"] is False and record["full_vote"]["answer"] == "7" and record["full_vote"]["correct"]
+    assert (record["vote_method"], record["vote_weights"], record["full_vote"]["vote_weights"]) == \
+        ("majority", {"5": 4.0}, {"7": 5.0, "5": 4.0})
     assert summary["accuracy"] == 0.0 and summary["accuracy_full_vote"] == 1.0
     assert summary["curves"]["pass@k"][1] == pytest.approx(5 / 9)
 

@@ -3,6 +3,7 @@
 import pytest
 
 from eval.metrics import k_values, maj_at_k, pass_at_k, replay_early_stop
+from kit.config import VoteConfig
 from kit.sctir import Candidate
 from kit.voting import parse_rules
 
@@ -57,17 +58,34 @@ def ended(answers: list[str | None], finish_s: list[float], cancelled: int = 0) 
 
 
 def test_replay_stops_where_the_rule_fires_and_votes_what_had_ended():
-    early = replay_early_stop(ended(["5", None, "7", "5", "5", "7"], [1, 2, 3, 4, 5, 6]), parse_rules(["3/4"]))
+    early = replay_early_stop(ended(["5", None, "7", "5", "5", "7"], [1, 2, 3, 4, 5, 6]), parse_rules(["3/4"]),
+                              VoteConfig())
     assert (early.rule, early.stopped_at_s, early.vote.table) == ("3/4", 5, {"5": 3, "7": 1})
 
 
 def test_replay_counts_equal_finish_times_together():
     # At 1 s three answers are in (the kit sees them all ended), so the last two are 5 and 7: no
     # stop, though the first two alone would fire last:2/2.
-    assert replay_early_stop(ended(["5", "5", "7", "9"], [1, 1, 1, 2]), parse_rules(["last:2/2"])) is None
+    assert replay_early_stop(ended(["5", "5", "7", "9"], [1, 1, 1, 2]), parse_rules(["last:2/2"]), VoteConfig()) is None
 
 
 def test_replay_never_stops_at_a_deadline_cancellation():
     # Two 5s, then two candidates cancelled at the deadline: running until then, so "decided" never
     # fires (2 - 0 > 2 is false); counting their cancellation as ends would fire it at 10 s.
-    assert replay_early_stop(ended(["5", "5"], [1, 2], cancelled=2), parse_rules(["decided"])) is None
+    assert replay_early_stop(ended(["5", "5"], [1, 2], cancelled=2), parse_rules(["decided"]), VoteConfig()) is None
+
+
+def test_replay_votes_by_the_runs_method_with_the_candidates_entropies():
+    # 3/4 fires at 4 s on 5, 7, 5, 5 (a last 7 still running). Majority: 5. Entropy: 5 weighs
+    # 3 * 1/2.0 = 1.5, the confident 7 weighs 1/0.1 = 10.
+    answers, entropies = ["5", "7", "5", "5", "7"], [2.0, 0.1, 2.0, 2.0, 0.1]
+    candidates = [Candidate(i, status="answered", answer=a, finished_at_s=i + 1, mean_entropy=h, tail_entropy=h)
+                  for i, (a, h) in enumerate(zip(answers, entropies))]
+    rules = parse_rules(["3/4"])
+    majority = replay_early_stop(candidates, rules, VoteConfig())
+    entropy = replay_early_stop(candidates, rules, VoteConfig(method="entropy"))
+    assert (majority.stopped_at_s, majority.vote.answer) == (entropy.stopped_at_s, "5") == (4, "5")
+    assert (entropy.vote.answer, entropy.vote.method, entropy.vote.weights) == ("7", "entropy", {"7": 10.0, "5": 1.5})
+    # Candidates recorded without logprobs carry no entropy: the replay counts them, as the kit does.
+    plain = [Candidate(c.index, status=c.status, answer=c.answer, finished_at_s=c.finished_at_s) for c in candidates]
+    assert replay_early_stop(plain, rules, VoteConfig(method="entropy")).vote.method == "majority"

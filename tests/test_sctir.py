@@ -22,7 +22,7 @@ from scripted_engine import ScriptedEngine, code_step
 
 def solve(script, time_limit_s=30.0, delay_s=0.0, **cfg_fields):
     cfg = KitConfig(**{"num_samples": 4, "max_code_rounds": 2, "early_stop": [], **cfg_fields})
-    engine = ScriptedEngine(script, delay_s, code_stop_string(cfg.code_trigger))
+    engine = ScriptedEngine(script, delay_s, code_stop_string(cfg.tool_format.code_trigger))
 
     async def go():
         async with ExecutorPool(dataclasses.replace(cfg.executor, max_concurrent_cells=2)) as pool:
@@ -88,7 +88,7 @@ def test_code_round_limit_prunes_the_candidate():
 def test_code_close_trigger_runs_code_when_a_python_block_closes():
     steps = ["Check:\n```text\nnot code\n```\nNow:\n```python\nprint(2 ** 10)\n```\nand more", "\\boxed{1024}"]
     result, engine = solve(lambda c, s: steps[min(s, 1)] if s != 1 else "```python\nprint(2 ** 10)\n```\n",
-                           num_samples=1, code_trigger="code_close")
+                           num_samples=1, tool_format={"code_trigger": "code_close"})
     c = result.candidates[0]
     assert [cell.code for cell in c.cells] == ["print(2 ** 10)\n"]
     # The kit writes the output fence the model never wrote.
@@ -361,10 +361,10 @@ def test_code_close_stop_inside_a_string_keeps_the_candidate_writing():
     # vLLM stops at "```\n" inside the triple-quoted string: not a closing fence line.
     steps = ['```python\nx = """a```\nb"""\nprint(len(x))\n```\n', "\\boxed{5}"]
     script = lambda c, s: steps[0] if s == 0 else ('b"""\nprint(len(x))\n```\n' if s == 1 else steps[1])  # noqa: E731
-    result, _ = solve(script, num_samples=1, code_trigger="code_close")
+    result, _ = solve(script, num_samples=1, tool_format={"code_trigger": "code_close"})
     c = result.candidates[0]
     assert [cell.code for cell in c.cells] == ['x = """a```\nb"""\nprint(len(x))\n']
-    assert c.cells[0].output == "\n6\n```\n" and c.answer == "5"
+    assert c.cells[0].output == "```output\n6\n```\n" and c.answer == "5"
 
 
 def test_a_block_that_never_closes_ends_on_the_context_budget():
@@ -412,3 +412,41 @@ def test_a_cell_gets_no_more_time_than_is_left_before_the_deadline():
     result = asyncio.run(go())
     assert result.answer == "1"
     assert pool.timeouts == [pytest.approx(3.0)]
+
+
+def test_a_candidate_token_budget_spans_its_steps():
+    # 40 tokens per candidate: the first step (a 30-character code step) fits, the second is cut at 10.
+    steps = [code_step("print(1)", prose="a" * 2), "b" * 100]
+    result, engine = solve(lambda c, s: steps[s], num_samples=1, max_candidate_tokens=40)
+    c = result.candidates[0]
+    assert (c.status, c.reason, c.generated_tokens) == ("pruned", "token_budget", 40)
+
+
+def test_first_answer_stop_ends_the_candidate_at_its_first_box():
+    cfg = KitConfig(num_samples=1, early_stop=[], stop_at_first_answer=True)
+    engine = ScriptedEngine(lambda c, s: "So \\boxed{12}. Wait, maybe \\boxed{13}.", stop_at_first_answer=True)
+
+    async def go():
+        async with ExecutorPool(cfg.executor) as pool:
+            return await ProblemRun("p", engine.prompt_ids("x"), cfg, engine, pool, 30.0).solve()
+
+    c = asyncio.run(go()).candidates[0]
+    assert (c.status, c.answer, c.text) == ("answered", "12", "So \\boxed{12}")
+
+
+def test_token_entropies_are_recorded_per_candidate_and_weigh_the_entropy_vote():
+    # Two confident candidates say 5 (entropy 0.1), three unsure ones say 7 (entropy 2.0):
+    # weights 2 / 0.1 = 20 against 3 / 2 = 1.5, so the entropy vote answers 5, majority 7.
+    answers = ["5", "5", "7", "7", "7"]
+    cfg = KitConfig(num_samples=5, early_stop=[], logprobs=5, vote={"method": "entropy"})
+    engine = ScriptedEngine(lambda c, s: f"\\boxed{{{answers[c]}}}", entropy=lambda c: 0.1 if c < 2 else 2.0)
+
+    async def go():
+        async with ExecutorPool(cfg.executor) as pool:
+            return await ProblemRun("p", engine.prompt_ids("x"), cfg, engine, pool, 30.0).solve()
+
+    result = asyncio.run(go())
+    assert [c.mean_entropy for c in result.candidates] == pytest.approx([0.1, 0.1, 2.0, 2.0, 2.0])
+    assert [c.tail_entropy for c in result.candidates] == pytest.approx([0.1, 0.1, 2.0, 2.0, 2.0])
+    assert result.answer == "5" and result.vote.table == {"5": 2, "7": 3}
+    assert result.vote.weights == pytest.approx({"5": 20.0, "7": 1.5})

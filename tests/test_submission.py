@@ -20,6 +20,7 @@ from kit.kaggle.local_gateway import run_local_gateway
 from kit.sctir import ProblemResult
 from kit.solver import Solver
 from kit.kaggle.submission import NotReadyError, Submission, serve
+from kit.kaggle.time_bank import TimeBank, TimeClamp
 from kit.voting import VoteResult
 from scripted_engine import ScriptedEngine, code_step
 
@@ -42,9 +43,9 @@ def quick_engine() -> ScriptedEngine:
     return engine
 
 
-def make_submission(engine_factory, tmp_path=None, **kw) -> Submission:
+def make_submission(engine_factory, tmp_path=None, time_policy=None, **kw) -> Submission:
     cfg = KitConfig(num_samples=4, max_code_rounds=100, profile="aimo3", early_stop=["decided"],
-                    executor=ExecutorConfig(cell_timeout_s=1))
+                    executor=ExecutorConfig(cell_timeout_s=1), time_policy=time_policy or {})
     defaults = {"time_limit_s": 60.0, "num_problems": 5, "safety_margin_s": 0.5}
     return Submission(get_competition("aimo3"), cfg, solver_factory=lambda c: Solver(c, engine=engine_factory()),
                       log_path=tmp_path / "bank.jsonl" if tmp_path else None, **defaults | kw)
@@ -132,6 +133,33 @@ def test_time_saved_on_easy_problems_goes_to_the_hard_ones(tmp_path):
     base = sub.bank.base_s
     assert log[1]["answer"] == 7 and log[1]["used_s"] < base / 2  # early stop freed time (log[0] also loaded the model)
     assert log[2]["allowance_s"] > base * 1.5  # and the hard problem drew it from the bank
+
+
+def test_the_clamp_policy_gives_each_problem_its_clamped_time(tmp_path):
+    # 12 s less 0.5 s, 4 problems: clamp(11.5 - load - 1 x 3, 1, 2) = 2 s for the first (a load
+    # under 6.5 s) and each after it (easy problems: answered at once).
+    policy = {"kind": "clamp", "reserve_s": 1.0, "min_s": 1.0, "max_s": 2.0}
+    sub = make_submission(quick_engine, tmp_path, policy, time_limit_s=12.0, num_problems=4, safety_margin_s=0.5)
+    try:
+        answers = [sub.answer(f"p{i}", f"an easy problem {i}") for i in range(4)]
+    finally:
+        sub.close()
+    assert type(sub.bank) is TimeClamp and answers == [7] * 4
+    assert sub.timing_table()["allowance_s"].to_list() == [2.0] * 4
+    assert "4 problems answered, 0 with the fallback" in sub.summary()
+
+
+def test_for_competition_chooses_the_time_policy_from_the_config(tmp_path):
+    started = time.monotonic()
+    figures = {"time_limit_s": 17_400.0, "num_problems": 50, "safety_margin_s": 0.0, "started_at": started}
+    clamp = Submission.for_competition("aimo3", model=str(tmp_path), **figures,
+                                       overrides={"time_policy": {"kind": "clamp", "max_s": 900.0}})
+    assert type(clamp.bank) is TimeClamp
+    assert (clamp.cfg.time_policy.reserve_s, clamp.cfg.time_policy.min_s) == (300.0, 300.0)  # the defaults kept
+    assert clamp.bank.allowance() == 900.0  # clamp(17,400 - 300 x 49, 300, 900)
+    bank = Submission.for_competition("aimo3", model=str(tmp_path), **figures)
+    assert type(bank.bank) is TimeBank
+    assert bank.bank.allowance() == pytest.approx(17_400.0 / 50, abs=1.0)  # its fair share
 
 
 def test_served_through_the_local_gateway_in_shuffled_order(tmp_path):
@@ -351,8 +379,8 @@ def test_the_embedded_model_keeps_the_competition_sizes_but_writes_its_own_forma
     monkeypatch.setattr("kit.embedded_model.prepare_embedded_model", lambda: None)
     sub = Submission.for_competition("aimo3", model=str(tmp_path / "missing"), use_embedded_model=True,
                                      overrides={"num_samples": 3, "dtype": "bfloat16"})
-    assert (sub.cfg.code_trigger, sub.cfg.answer_from_code_output) == ("code_close", True)
+    assert (sub.cfg.tool_format.code_trigger, sub.cfg.answer_from_code_output) == ("code_close", True)
     assert (sub.cfg.num_samples, sub.cfg.dtype, sub.cfg.profile) == (3, "bfloat16", "aimo3")
     assert sub.cfg.max_model_len == load_config("aimo3-h100").max_model_len
     real = Submission.for_competition("aimo3", model=str(tmp_path))
-    assert real.cfg.code_trigger == load_config("aimo3-h100").code_trigger == "output_fence"
+    assert real.cfg.tool_format.code_trigger == load_config("aimo3-h100").tool_format.code_trigger == "output_fence"

@@ -3,7 +3,7 @@ the way markdown defines them (a line of the fence alone)."""
 
 import pytest
 
-from kit.tir import code_to_run, open_code_block, output_block, truncate_output
+from kit.tir import ToolCell, code_to_run, open_code_block, output_block, tool_cells, truncate_output
 
 
 @pytest.mark.parametrize("fence", ["```python", "```py", "```Python", "```python3", "```PYTHON", "```py3",
@@ -65,3 +65,22 @@ def test_truncation_keeps_head_and_tail_with_a_marker():
     assert out.startswith("H" * 50) and out.endswith("ValueError: bad")
     assert "truncated" in out
     assert output_block("4", 200) == "\n4\n```\n"
+
+
+def test_a_stored_cell_is_a_python_block_and_the_output_block_after_it():
+    solution = "Compute:\n```python\nprint(2 + 2)\n```\n```output\n4\n```\nSo 4."
+    assert tool_cells(solution) == [ToolCell("print(2 + 2)\n", "4", solution.index("```python"),
+                                             solution.index("```\n```output"), solution.index("So 4."))]
+
+
+@pytest.mark.parametrize("solution, cells", [
+    ("```python\nx = 1\n```\n\n```output\n\n```\n", [("x = 1\n", "")]),  # a blank line between, an empty output
+    ("```py\nx = 1\n```output\n1\n```", [("x = 1\n", "1")]),  # no closing fence; the output ends the text
+    ("```python\nprint('a ``` b')\n```\n```output\na ``` b\n```\n", [("print('a ``` b')\n", "a ``` b")]),
+    ("```python\nx = 1\n```\nThen:\n```output\n1\n```\n", []),  # text between: no cell
+    ("No code.\n```output\n1\n```\n", []),  # an output after no python block
+    ("```python\nx = 1\n```\nNo output.", []),  # a python block that never ran
+    ("```python\na = 1\n```\n```output\n```\n```output\n2\n```\n", [("a = 1\n", "")]),  # one block, one cell
+])
+def test_stored_cells(solution, cells):
+    assert [(cell.code, cell.output) for cell in tool_cells(solution)] == cells

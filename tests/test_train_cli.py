@@ -55,7 +55,7 @@ def test_kit_settings_are_the_kits_own_fields_and_sections(tmp_path):
     (args,) = step_parser.parse_args_and_config(["--config", str(RECIPES / "smoke/kto_data.yaml")])
     cfg = args.sampling_config()
     assert (cfg.model, cfg.num_samples) == (recipe["kit"]["model"], recipe["kit"]["num_samples"])
-    assert cfg.code_trigger == kit_file.code_trigger and cfg.executor == kit_file.executor  # the rest: the file's
+    assert cfg.tool_format.code_trigger == kit_file.tool_format.code_trigger and cfg.executor == kit_file.executor  # the rest: the file's
     assert cfg.early_stop == []  # KTO wants every sample, whatever the kit config says
     # A nested section goes to the kit as it is, merged over the file's.
     (args,) = step_parser.parse_args_and_config(["--config", str(RECIPES / "smoke/kto_data.yaml"), "--kit",

@@ -10,10 +10,11 @@ import sys
 import pytest
 
 from eval.splits import load_split
+from kit.config import KitConfig, ToolFormatConfig
 from kit.embedded_model import resolve_model_path
 from kit.tir import DEFAULT_PROMPT_TEMPLATE, OUTPUT_FENCE, render_prompt
-from train.chats import (GSM8K_SLICE, IGNORE_INDEX, TIR_TRACES, end_of_turn, load_messages, rerender_tool_outputs,
-                        tokenize_with_mask)
+from train.chats import (GSM8K_SLICE, IGNORE_INDEX, TIR_TRACES, end_of_turn, load_messages, tokenize_with_mask,
+                         training_format)
 from train.decontaminate import build_eval_ngrams, decontaminate, normalize, write_report
 
 TIR_ANSWER = (
@@ -22,6 +23,7 @@ TIR_ANSWER = (
 )
 _OUTPUT_BODY = re.compile(re.escape(OUTPUT_FENCE) + r"\n(.*?)\n?```", re.DOTALL)
 _TRUNCATION_MARKER = re.compile(r"\n\.\.\. \[\d+ characters truncated\] \.\.\.\n")
+TAGGED = training_format(KitConfig(tool_format=ToolFormatConfig(kind="tagged")))
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +78,22 @@ def test_tool_output_is_masked_but_output_fence_is_labelled(tokenizer):
 def test_tool_output_is_labelled_without_masking(tokenizer):
     encoded = tokenize_with_mask(tokenizer, _chat(), mask_tool_outputs=False)
     assert _labelled_text(tokenizer, encoded) == TIR_ANSWER + tokenizer.eos_token
+
+
+def test_tagged_chats_mask_the_kits_reply_and_label_the_code_tags(tokenizer):
+    answer = TAGGED.render_solution(TIR_ANSWER)
+    assert answer == ("Let us compute.\n<tool_call>\n```python\nx = 2 + 2\nprint(x)\n```\n</tool_call>\n"
+                      "```output\n4\n```\nSo the answer is $\\boxed{4}$.")
+    labelled = _labelled_text(tokenizer, tokenize_with_mask(tokenizer, _chat(answer), tool_format=TAGGED))
+    assert labelled == ("Let us compute.\n<tool_call>\n```python\nx = 2 + 2\nprint(x)\n```\n</tool_call>\n"
+                        "So the answer is $\\boxed{4}$." + tokenizer.eos_token)
+
+
+def test_code_close_chats_mask_the_output_fence_the_kit_writes(tokenizer):
+    code_close = training_format(KitConfig(tool_format=ToolFormatConfig(code_trigger="code_close")))
+    encoded = tokenize_with_mask(tokenizer, _chat(code_close.render_solution(TIR_ANSWER)), tool_format=code_close)
+    assert _labelled_text(tokenizer, encoded).endswith("print(x)\n```\nSo the answer is $\\boxed{4}$."
+                                                       + tokenizer.eos_token)
 
 
 def test_python_code_is_labelled(tokenizer):
@@ -212,7 +230,8 @@ def test_gsm8k_slice_renders_boxed_answer_without_calculator_annotations():
 
 
 def test_vendored_tir_traces_load_with_outputs_within_the_truncation_limit():
-    rows = load_messages(TIR_TRACES, decontaminate=False, drop_incorrect=False, output_max_chars=60)
+    rows = load_messages(TIR_TRACES, decontaminate=False, drop_incorrect=False,
+                         tool_format=training_format(KitConfig(output_max_chars=60)))
     assert len(rows) == 300
     bodies = [b for row in rows for b in _OUTPUT_BODY.findall(row["messages"][-1]["content"])]
     assert len(bodies) >= 300
@@ -228,9 +247,33 @@ def test_incorrect_traces_are_dropped_by_default():
 
 def test_output_rerendering_matches_the_kit_output_block():
     long = "```python\nprint('x' * 500)\n```\n```output\n" + "x" * 500 + "\n```\nDone."
-    rendered = rerender_tool_outputs(long, 200)
+    rendered = training_format(KitConfig(output_max_chars=200)).render_solution(long)
     assert rendered.startswith("```python\nprint('x' * 500)\n```\n```output\n" + "x" * 100 + "\n... [300")
     assert rendered.endswith("x" * 100 + "\n```\nDone.")
+
+
+def test_tir_rows_load_in_the_tool_format_given(tmp_path):
+    path = _write_jsonl(tmp_path / "t.jsonl", [{"id": "t", "problem": "What is 2 + 2?", "trace": TIR_ANSWER}])
+    (row,) = load_messages(path, decontaminate=False, tool_format=TAGGED)
+    assert row["messages"][-1]["content"] == TAGGED.render_solution(TIR_ANSWER)
+    assert "<tool_call>" in row["messages"][-1]["content"]
+
+
+def test_harmony_has_no_training_rendering_and_says_which_field():
+    with pytest.raises(ValueError, match=r"tool_format\.kind: harmony has no training rendering"):
+        training_format(KitConfig(tool_format=ToolFormatConfig(kind="harmony")))
+
+
+def test_sft_recipes_render_in_their_kits_tool_format():
+    from train.sft import make_parser
+
+    recipe = ["--config", "train/recipes/smoke/sft_tir.yaml", "--model_name_or_path", "unused"]
+    script_args = make_parser().parse_args_and_config(recipe)[0]
+    assert script_args.tool_format().trigger == "output_fence"  # as kto_data.yaml samples it
+    tagged = make_parser().parse_args_and_config(recipe + ["--kit", "{tool_format: {kind: tagged}}"])[0]
+    assert tagged.tool_format().render_solution(TIR_ANSWER) == TAGGED.render_solution(TIR_ANSWER)
+    with pytest.raises(ValueError, match=r"tool_format\.kind: harmony"):
+        make_parser().parse_args_and_config(recipe + ["--kit", "{tool_format: {kind: harmony}}"])
 
 
 def test_rows_without_an_id_get_the_ids_the_evaluation_splits_give_them(tmp_path):
@@ -238,3 +281,15 @@ def test_rows_without_an_id_get_the_ids_the_evaluation_splits_give_them(tmp_path
                                                    "solution": f"$\\boxed{{{2 * i}}}$"} for i in range(3)])
     problems, _ = load_split(str(path))
     assert [row["id"] for row in load_messages(path, decontaminate=False)] == [p.id for p in problems]
+
+
+def test_kto_reference_solutions_are_rendered_in_the_sampling_format():
+    from train.kto_data import KtoDataArguments, reference_rows
+
+    problems, _ = load_split(str(TIR_TRACES), 2)
+    rows = reference_rows(str(TIR_TRACES), problems, KitConfig(tool_format=ToolFormatConfig(kind="tagged")))
+    assert len(rows) == 2 and all("</tool_call>\n```output\n" in r["completion"][0]["content"] for r in rows)
+    harmony = {"tool_format": {"kind": "harmony"}}
+    KtoDataArguments(problems="p.jsonl", output="o.jsonl", kit=harmony)  # samples only: no rendering needed
+    with pytest.raises(ValueError, match=r"tool_format\.kind: harmony"):
+        KtoDataArguments(problems="p.jsonl", output="o.jsonl", kit=harmony, add_reference_solutions=True)

@@ -76,6 +76,34 @@ def test_tool_outputs_get_no_loss_in_the_batches_the_trainer_builds(tmp_path):
             assert re.fullmatch(r"```python\nprint\(\d \+ \d\)\n```\n```outputSo \\boxed\{\d\}\.<\|im_end\|>", text)
 
 
+
+def test_tagged_tool_outputs_get_no_loss_when_the_recipe_says_tagged(tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import KTOConfig
+
+    from train.kto import KTOScriptArguments, kto_trainer
+
+    model_dir = build_tiny_model(tmp_path / "tiny")
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    fmt = KTOScriptArguments(dataset="unused", kit={"tool_format": {"kind": "tagged"}}).tool_format()
+    rows = [{"prompt": chat_messages(f"What is {i} + {i}?"),
+             "completion": [{"role": "assistant", "content": fmt.render_code(f"print({i} + {i})")
+                             + fmt.render_output(f"SECRET{i}") + f"So \\boxed{{{2 * i}}}."}],
+             "label": i % 2 == 0} for i in range(4)]
+    args = KTOConfig(output_dir=str(tmp_path / "kto"), per_device_train_batch_size=4, report_to="none",
+                     use_cpu=True, max_length=256)
+    trainer = kto_trainer(model, tokenizer, args, rows, tool_format=fmt)
+    seen = []
+    model.register_forward_pre_hook(lambda module, a, kwargs: seen.append(kwargs["labels"]), with_kwargs=True)
+    trainer.compute_loss(model, next(iter(trainer.get_train_dataloader())))
+    assert len(seen) >= 2
+    for labels in seen:
+        for row in labels:
+            text = tokenizer.decode(row[row != -100])
+            assert "SECRET" not in text and "```output" not in text  # the kit writes the whole reply
+            assert "</tool_call>" in text  # the model's own code_end stays labelled
+
 def _kto_rows(tmp_path):
     rows = [{"prompt": chat_messages(f"What is {i} + {i}?"),
              "completion": [{"role": "assistant", "content": f"So \\boxed{{{2 * i + (i % 2)}}}."}],

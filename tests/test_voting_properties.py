@@ -3,10 +3,13 @@
 these be broken unnoticed)."""
 
 import itertools
+import math
+import random
 
 import pytest
 
-from kit.voting import EarlyStopRule, Vote, first_firing_rule, majority_vote, parse_rules
+from kit.config import VoteConfig
+from kit.voting import VOTE_METHODS, EarlyStopRule, Vote, cast_vote, first_firing_rule, majority_vote, parse_rules
 
 ANSWERS = "abc"
 
@@ -84,3 +87,55 @@ def test_the_vote_does_not_depend_on_finish_order():
         result = majority_vote(list(order))
         assert (result.answer, list(result.table.items())) == (expected.answer, list(expected.table.items()))
     assert expected.answer == "y"  # tied 2-2 with x; y's first voter is candidate 0
+
+
+# Entropies whose reciprocals and exponentials round differently when summed in another order,
+# and 0 (the floor).
+ENTROPIES = [0.0, 0.1, 0.2, 0.3, 1 / 3, 0.7, 1.0, 3.0, 10.0]
+
+
+def random_votes(rng: random.Random) -> list[Vote]:
+    n = rng.randint(1, 7)
+    return [Vote(i, rng.choice(ANSWERS), mean_entropy=rng.choice(ENTROPIES), tail_entropy=rng.choice(ENTROPIES))
+            for i in rng.sample(range(12), n)]
+
+
+@pytest.mark.parametrize("method", VOTE_METHODS)
+def test_no_finish_order_changes_cast_votes_result(method):
+    # Answer, table, weights and their order: bit for bit the same, whatever order the votes came in.
+    rng = random.Random(0)
+    cfg = VoteConfig(method=method, confidence_weight=0.7)
+    for _ in range(300):
+        votes = random_votes(rng)
+        expected = cast_vote(sorted(votes, key=lambda v: v.candidate), cfg)
+        for _ in range(10):
+            result = cast_vote(rng.sample(votes, len(votes)), cfg)
+            assert (result.answer, list(result.table.items()), list(result.weights.items())) == \
+                (expected.answer, list(expected.table.items()), list(expected.weights.items())), votes
+
+
+@pytest.mark.parametrize("method", VOTE_METHODS)
+def test_the_winner_weighs_most_and_the_table_counts_every_vote(method):
+    rng = random.Random(1)
+    for _ in range(300):
+        votes = random_votes(rng)
+        result = cast_vote(votes, VoteConfig(method=method))
+        weights = list(result.weights.values())
+        assert weights == sorted(weights, reverse=True) and result.answer == next(iter(result.weights))
+        assert list(result.table) == list(result.weights)
+        assert sorted(result.table.items()) == sorted(majority_vote(votes).table.items())
+
+
+def test_entropy_and_combined_rank_as_majority_when_confidence_says_nothing():
+    # Every candidate equally confident (entropy), or the confidence weighted 0 (combined): the
+    # count alone decides, ties included.
+    rng = random.Random(2)
+    for _ in range(300):
+        votes = random_votes(rng)
+        majority = majority_vote(votes)
+        h = rng.choice(ENTROPIES)
+        same = [Vote(v.candidate, v.answer, mean_entropy=h) for v in votes]
+        assert list(cast_vote(same, VoteConfig(method="entropy")).table.items()) == list(majority.table.items())
+        share_only = cast_vote(votes, VoteConfig(method="combined", confidence_weight=0.0))
+        assert list(share_only.table.items()) == list(majority.table.items())
+        assert math.fsum(share_only.weights.values()) == pytest.approx(1.0)

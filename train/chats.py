@@ -10,18 +10,21 @@ Rows come from a local .jsonl file or a Hugging Face dataset id and become
   has an ``answer``, the solution ends with ``\\boxed{answer}``.
 
 An assistant message containing a ```` ```python ```` block is a TIR solution: its user message is
-``kit.tir.render_prompt(problem, template)`` (the inference prompt) and every ```` ```output ````
-block is re-rendered with ``kit.tir.output_block`` at the inference truncation limit, so the
-model trains on exactly the text the kit shows it. Other (CoT) rows keep the bare problem as the
-user message unless a template is given. Rows are decontaminated against the evaluation splits
-by default (train/decontaminate.py). Every row is checked while loading, so a missing column
-fails with the file and line before any model is loaded.
+``kit.tir.render_prompt(problem, template)`` (the inference prompt) and it is rendered by the
+tool-call format the kit infers with (``training_format``: the kit config's ``tool_format`` and
+``output_max_chars``; ``render_solution`` in kit/toolcalls/): fences keep the data's blocks and
+truncate every ```` ```output ```` as the kit does, tagged writes each cell in its code tags and
+each output as the kit's reply. Outputs are rendered by the function that writes the kit's replies
+at inference, so the model trains on exactly the text the kit shows it. Other (CoT) rows keep the
+bare problem as the user message unless a template is given. Rows are decontaminated against the
+evaluation splits by default (train/decontaminate.py). Every row is checked while loading, so a
+missing column fails with the file and line before any model is loaded.
 
 ``tokenize_with_mask`` applies the chat template and labels only the assistant's text and the
 template's end-of-turn marker (``end_of_turn``: ChatML's ``<|im_end|>`` even where eos is
 ``<|endoftext|>``, as in Qwen2.5 base models); with ``mask_tool_outputs`` the tool outputs the kit
-inserts are not labelled. It never cuts a chat: whether a long chat is chunked by packing or
-dropped is the trainer's decision (train/sft.py).
+inserts are not labelled (the format's ``output_spans`` finds them). It never cuts a chat: whether
+a long chat is chunked by packing or dropped is the trainer's decision (train/sft.py).
 
 A row without an ``id`` column gets its position as id (``kit.problem_io.row_id``), as in the
 evaluation splits and the kit, so a problem file's problems and its reference solutions match.
@@ -37,7 +40,8 @@ from pathlib import Path
 from eval.splits import SPLITS, hub_rows, is_hub_id
 from kit.config import KitConfig
 from kit.problem_io import iter_rows, problem_text, row_id
-from kit.tir import CODE_FENCE, DEFAULT_PROMPT_TEMPLATE, OUTPUT_FENCE, chat_messages, output_block
+from kit.tir import CODE_FENCE, DEFAULT_PROMPT_TEMPLATE, chat_messages
+from kit.toolcalls import FencesFormat, TaggedFormat, make_format
 from train import decontaminate as decon
 
 log = logging.getLogger(__name__)
@@ -46,14 +50,26 @@ DATA_DIR = Path(__file__).resolve().parent / "data"
 GSM8K_SLICE = DATA_DIR / "gsm8k_train_slice.jsonl"
 TIR_TRACES = DATA_DIR / "tir_traces_sample.jsonl"
 
-OUTPUT_MAX_CHARS = KitConfig().output_max_chars  # train as the kit infers with its default
 IGNORE_INDEX = -100  # the label torch's cross-entropy skips
 COT_TEMPLATE = "{problem}"  # NuminaMath-CoT trains on the bare problem
 
 # GSM8K's calculator annotations always contain "=": "<<16-3-4=9>>".
 _CALCULATOR_ANNOTATION = re.compile(r"<<[^<>\n]*=[^<>\n]*>>")
-# An output block as a trace stores it: the fence, the output, the closing fence and its newline.
-_OUTPUT_BLOCK = re.compile(re.escape(OUTPUT_FENCE) + r"[ \t]*\n(.*?)```[ \t]*\n?", re.DOTALL)
+
+TextFormat = FencesFormat | TaggedFormat  # the tool-call formats training renders
+
+
+def _no_encoding(text: str) -> list[int]:
+    raise RuntimeError("training renders tool outputs as text and never encodes a reply")
+
+
+def training_format(cfg: KitConfig) -> TextFormat:
+    """The tool-call format TIR solutions are rendered in for a model the kit will run with
+    ``cfg``: its ``tool_format`` (fences or tagged) and ``output_max_chars``."""
+    if cfg.tool_format.kind == "harmony":
+        raise ValueError("tool_format.kind: harmony has no training rendering (gpt-oss is used as released); "
+                         "train with fences or tagged")
+    return make_format(cfg, _no_encoding)
 
 
 def strip_calculator_annotations(solution: str) -> str:
@@ -67,11 +83,6 @@ def cot_solution(solution: str, answer: str | None) -> str:
     if answer is not None and str(answer).strip() and "\\boxed" not in text:
         text += f"\nThe answer is $\\boxed{{{str(answer).strip()}}}$."
     return text
-
-
-def rerender_tool_outputs(solution: str, output_max_chars: int = OUTPUT_MAX_CHARS) -> str:
-    """Every ```output block rewritten as the kit writes it at inference (truncated the same way)."""
-    return _OUTPUT_BLOCK.sub(lambda m: OUTPUT_FENCE + output_block(m.group(1), output_max_chars), solution)
 
 
 def is_tir(solution: str) -> bool:
@@ -105,12 +116,12 @@ def _problem_and_solution(row: dict, where: str) -> tuple[str, str, str | None]:
     raise ValueError(f"{where}: no 'solution', 'trace' or 'messages' column (columns: {sorted(row)})")
 
 
-def row_to_example(row: dict, where: str, row_id: str, template: str | None = None, system_prompt: str = "",
-                   output_max_chars: int = OUTPUT_MAX_CHARS) -> dict:
+def row_to_example(row: dict, where: str, row_id: str, template: str | None, system_prompt: str,
+                   tool_format: TextFormat) -> dict:
     """One row as ``{"id", "problem", "messages"}`` (see the module docstring for the rules)."""
     problem, solution, answer = _problem_and_solution(row, where)
     if is_tir(solution):
-        solution = rerender_tool_outputs(solution.strip(), output_max_chars)
+        solution = tool_format.render_solution(solution.strip())
         prompt_template = template or DEFAULT_PROMPT_TEMPLATE
     else:
         solution = cot_solution(solution, answer)
@@ -130,25 +141,27 @@ def _source_rows(source: str, split: str, limit: int | None) -> Iterator[tuple[s
 
 def load_messages(source: str | Path, split: str = "train", limit: int | None = None, *,
                   template: str | None = None, system_prompt: str = "",
-                  output_max_chars: int = OUTPUT_MAX_CHARS, drop_incorrect: bool = True,
+                  tool_format: TextFormat | None = None, drop_incorrect: bool = True,
                   decontaminate: bool = True, decontaminate_against: tuple[str, ...] = tuple(SPLITS),
                   report_path: str | Path | None = None) -> list[dict]:
     """Training rows ``{"id", "problem", "messages"}`` from a local .jsonl/.csv/.parquet file or a
     hub dataset id (``split`` applies to hub datasets only).
 
     ``template`` is the user-message template (``{problem}`` is replaced); None: the kit's TIR
-    prompt for TIR rows and the bare problem for CoT rows. ``drop_incorrect`` drops rows whose
+    prompt for TIR rows and the bare problem for CoT rows. ``tool_format`` renders the TIR rows
+    (``training_format``; None: the kit's defaults, fences). ``drop_incorrect`` drops rows whose
     ``pred_correct`` column is false (model traces with a wrong final answer). With
     ``decontaminate``, rows overlapping the ``decontaminate_against`` evaluation splits are
     dropped and the report is logged (and written to ``report_path`` if given). ``limit`` caps
     the rows read, before filtering."""
     source = str(source)
+    tool_format = training_format(KitConfig()) if tool_format is None else tool_format
     rows: list[dict] = []
     incorrect = 0
     for index, (where, row) in enumerate(_source_rows(source, split, limit)):
         if limit is not None and index >= limit:
             break
-        example = row_to_example(row, where, row_id(row, index), template, system_prompt, output_max_chars)
+        example = row_to_example(row, where, row_id(row, index), template, system_prompt, tool_format)
         if drop_incorrect and row.get("pred_correct") is False:
             incorrect += 1
             continue
@@ -206,29 +219,26 @@ def _assistant_spans(tokenizer, messages: list[dict], text: str) -> list[tuple[i
     return spans
 
 
-def tool_output_spans(content: str) -> list[tuple[int, int]]:
-    """Character spans (within an assistant message) of what the kit writes, not the model: from
-    just after each ```output fence up to and including the closing fence and its newline, i.e.
-    exactly ``kit.tir.output_block(...)``. The fence itself stays labelled: it is the stop
-    string the model must learn to write."""
-    return [(m.start() + len(OUTPUT_FENCE), m.end()) for m in _OUTPUT_BLOCK.finditer(content)]
-
-
-def tokenize_with_mask(tokenizer, messages: list[dict], mask_tool_outputs: bool = True) -> dict:
+def tokenize_with_mask(tokenizer, messages: list[dict], mask_tool_outputs: bool = True,
+                       tool_format: TextFormat | None = None) -> dict:
     """``input_ids``, ``attention_mask`` and ``labels`` (lists) for one whole chat.
 
     Labels are ``IGNORE_INDEX`` except on the assistant contents and their end-of-turn marker;
-    with ``mask_tool_outputs`` also on the tool-output blocks (``tool_output_spans``). A token is
-    labelled when its first character is in a labelled span. Needs a fast tokenizer (offsets)."""
+    with ``mask_tool_outputs`` also on the tool outputs the kit writes, found by
+    ``tool_format.output_spans`` (None: the kit's default format, fences, where the
+    ```` ```output ```` fence stays labelled: it is the stop string the model must learn to write).
+    A token is labelled when its first character is in a labelled span. Needs a fast tokenizer
+    (offsets)."""
     if not tokenizer.is_fast:
         raise ValueError("tokenize_with_mask needs a fast tokenizer (character offsets)")
+    tool_format = training_format(KitConfig()) if tool_format is None else tool_format
     text = tokenizer.apply_chat_template(messages, tokenize=False)
     labelled = []
     for (start, end), message in zip(_assistant_spans(tokenizer, messages, text),
                                      (m for m in messages if m["role"] == "assistant")):
         cursor = start
         if mask_tool_outputs:
-            for out_start, out_end in tool_output_spans(message["content"]):
+            for out_start, out_end in tool_format.output_spans(message["content"]):
                 labelled.append((cursor, start + out_start))
                 cursor = start + out_end
         labelled.append((cursor, end))

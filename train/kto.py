@@ -32,8 +32,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import KTOConfig, KTOTrainer, ModelConfig, TrlParser, get_peft_config
 from trl.trainer.kto_trainer import DataCollatorForUnpairedPreference
 
-from train.chats import IGNORE_INDEX, tokenize_with_mask
-from train.common import log_to_stdout, resume_checkpoint
+from train.chats import IGNORE_INDEX, TextFormat, tokenize_with_mask, training_format
+from train.common import KIT_HELP, kit_config, kit_mapping, log_to_stdout, resume_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,18 @@ log = logging.getLogger(__name__)
 class KTOScriptArguments:
     dataset: str = field(metadata={"help": "JSONL written by `python -m train kto-data` (prompt, completion, label)."})
     balance_weights: bool = field(default=True, metadata={"help": "Set desirable_weight from the label counts (TRL's 1 to 4/3 rule)."})
+    kit: dict | str | None = field(
+        default_factory=dict,
+        metadata={"help": KIT_HELP + " The kit config the samples were drawn with (kto-data's): its tool_format "
+                                     "says where the kit-written tool outputs are, which get no loss."},
+    )
+
+    def __post_init__(self) -> None:
+        self.kit = kit_mapping(self.kit)
+        self.tool_format()  # a bad kit setting fails now, while the recipe is parsed
+
+    def tool_format(self) -> TextFormat:
+        return training_format(kit_config(self.kit))
 
 
 def load_kto_rows(path: str) -> list[dict]:
@@ -84,13 +96,19 @@ class ToolMaskedCollator(DataCollatorForUnpairedPreference):
 
 class ToolMaskedKTOTrainer(KTOTrainer):
     """KTOTrainer that puts no loss on the tool outputs inside completions (module docstring).
-    Build it with ``kto_trainer``, which gives it the collator that applies the masks."""
+    Build it with ``kto_trainer``, which gives it the collator that applies the masks and the
+    tool-call format the completions were sampled in."""
+
+    def __init__(self, *args, tool_format: TextFormat | None = None, **kwargs):
+        self._tool_format = tool_format  # read by _prepare_dataset, which KTOTrainer.__init__ calls
+        super().__init__(*args, **kwargs)
 
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
         dataset = super()._prepare_dataset(dataset, processing_class, args, dataset_name)
 
         def loss_mask(example: dict) -> dict:
-            encoded = tokenize_with_mask(self._tokenizer, example["prompt"] + example["completion"])
+            encoded = tokenize_with_mask(self._tokenizer, example["prompt"] + example["completion"],
+                                         tool_format=self._tool_format)
             if encoded["input_ids"] != example["prompt_ids"] + example["completion_ids"]:
                 raise ValueError(f"{dataset_name} dataset: TRL and train.chats tokenize the chat differently, so the "
                                  f"tool outputs cannot be located (completion {example['completion']!r:.200})")
@@ -110,11 +128,13 @@ class ToolMaskedKTOTrainer(KTOTrainer):
             self._signature_columns += ["loss_mask", "KL_loss_mask"]
 
 
-def kto_trainer(model, tokenizer, training_args: KTOConfig, rows: list[dict], peft_config=None) -> ToolMaskedKTOTrainer:
+def kto_trainer(model, tokenizer, training_args: KTOConfig, rows: list[dict], peft_config=None,
+                tool_format: TextFormat | None = None) -> ToolMaskedKTOTrainer:
     collator = ToolMaskedCollator(pad_token_id=tokenizer.pad_token_id, max_length=training_args.max_length,
                                   pad_to_multiple_of=training_args.pad_to_multiple_of)
     return ToolMaskedKTOTrainer(model=model, args=training_args, train_dataset=Dataset.from_list(rows),
-                                processing_class=tokenizer, data_collator=collator, peft_config=peft_config)
+                                processing_class=tokenizer, data_collator=collator, peft_config=peft_config,
+                                tool_format=tool_format)
 
 
 def main(script_args: KTOScriptArguments, training_args: KTOConfig, model_args: ModelConfig) -> None:
@@ -133,7 +153,7 @@ def main(script_args: KTOScriptArguments, training_args: KTOConfig, model_args: 
     model = AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path, dtype=model_args.dtype)
 
     # --- train
-    trainer = kto_trainer(model, tokenizer, training_args, rows, get_peft_config(model_args))
+    trainer = kto_trainer(model, tokenizer, training_args, rows, get_peft_config(model_args), script_args.tool_format())
     trainer.train(resume_from_checkpoint=checkpoint)
 
     # --- save

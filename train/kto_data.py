@@ -34,6 +34,7 @@ from eval.splits import SPLITS, EvalProblem, load_split
 from kit.answers import get_profile
 from kit.config import KitConfig
 from kit.tir import chat_messages
+from train.chats import load_messages, training_format
 from train.common import KIT_HELP, kit_config, kit_mapping, log_to_stdout
 from train.decontaminate import build_eval_ngrams, decontaminate
 
@@ -47,13 +48,15 @@ class KtoDataArguments:
     kit: dict | str | None = field(default_factory=dict, metadata={"help": KIT_HELP + " Set `model` to the SFT model folder to sample from (Numina: 4 samples per problem, num_samples)."})
     limit: int | None = field(default=None, metadata={"help": "Only the first K problems."})
     problems_in_flight: int = field(default=1, metadata={"help": "Problems sampled at once: raise it to keep a large batch or several data-parallel replicas (the kit's data_parallel_size) busy."})
-    add_reference_solutions: bool = field(default=False, metadata={"help": "Also add each problem's reference solution from the data as a desirable row: for models too weak to be right (smoke runs). Numina's KTO uses samples only."})
+    add_reference_solutions: bool = field(default=False, metadata={"help": "Also add each problem's reference solution from the data as a desirable row, rendered in the kit's tool_format: for models too weak to be right (smoke runs). Numina's KTO uses samples only."})
     decontaminate_against: list[str] = field(default_factory=lambda: list(SPLITS),
                                              metadata={"help": "Evaluation splits whose problems must not be trained on (13-gram overlap)."})
 
     def __post_init__(self) -> None:
         self.kit = kit_mapping(self.kit)
-        self.sampling_config()  # a bad kit setting fails now, while the recipe is parsed
+        cfg = self.sampling_config()  # a bad kit setting fails now, while the recipe is parsed
+        if self.add_reference_solutions:
+            training_format(cfg)  # reference solutions are rendered in it: harmony has no rendering
 
     def sampling_config(self) -> KitConfig:
         # No early stop: KTO wants every sample, right and wrong.
@@ -101,10 +104,10 @@ def sample_rows(solver, grader: Grader, problems: list[EvalProblem], cfg: KitCon
 
 
 def reference_rows(source: str, problems: list[EvalProblem], cfg: KitConfig) -> list[dict]:
-    """The data's own solutions (the assistant turn of its chats) as desirable rows."""
-    from train.chats import load_messages
-
-    solutions = {row["id"]: row["messages"][-1]["content"] for row in load_messages(source, decontaminate=False)}
+    """The data's own solutions (the assistant turn of its chats, in the kit's tool format) as
+    desirable rows."""
+    rows = load_messages(source, tool_format=training_format(cfg), decontaminate=False)
+    solutions = {row["id"]: row["messages"][-1]["content"] for row in rows}
     return [{"prompt": chat_messages(p.problem, cfg.prompt_template, cfg.system_prompt),
              "completion": [{"role": "assistant", "content": solutions[p.id]}],
              "label": True, "problem_id": p.id, "candidate": "reference"}

@@ -11,8 +11,10 @@ any model loads. Training resumes as every trainer of the chain does (``train.co
 from ``resume_from_checkpoint`` when set, else from the last ``checkpoint-*`` in ``output_dir``.
 
 The data goes through ``train.chats``: rows become chats, chats are rendered with the tokenizer's
-chat template and tokenized here into ``input_ids``/``labels``. Pre-tokenizing (rather than
-TRL's ``assistant_only_loss``) is what lets the labels also mask the tool outputs *inside* an
+chat template and tokenized here into ``input_ids``/``labels``. TIR traces are rendered in the
+tool-call format of the kit config the model will run under (the recipe's ``kit:`` mapping, as
+``train.common`` reads it: its ``tool_format`` and ``output_max_chars``). Pre-tokenizing (rather
+than TRL's ``assistant_only_loss``) is what lets the labels also mask the tool outputs *inside* an
 assistant turn: the kit writes those at inference, the model must not learn to predict them.
 SFTTrainer keeps a given ``labels`` column as is, through packing too.
 
@@ -35,8 +37,8 @@ from datasets import Dataset
 from transformers import AutoTokenizer
 from trl import ModelConfig, SFTConfig, SFTTrainer, TrlParser, get_peft_config, get_quantization_config
 
-from train.chats import IGNORE_INDEX, load_messages, tokenize_with_mask
-from train.common import log_to_stdout, resume_checkpoint
+from train.chats import IGNORE_INDEX, TextFormat, load_messages, tokenize_with_mask, training_format
+from train.common import KIT_HELP, kit_config, kit_mapping, log_to_stdout, resume_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +57,8 @@ class SFTScriptArguments:
     )
     mask_tool_outputs: bool = field(
         default=True,
-        metadata={"help": "Exclude the ```output blocks of TIR traces from the loss: the kit writes them at "
-                          "inference, the model does not."},
+        metadata={"help": "Exclude the tool outputs of TIR traces (```output blocks, or the tagged format's "
+                          "replies) from the loss: the kit writes them at inference, the model does not."},
     )
     decontaminate: bool = field(
         default=True, metadata={"help": "Drop rows sharing a 13-gram with the evaluation splits (train.chats)."}
@@ -66,6 +68,19 @@ class SFTScriptArguments:
         metadata={"help": "Jinja chat template to set on the tokenizer (and save with the model), for base "
                           "models that ship none; None keeps the tokenizer's own."},
     )
+    kit: dict | str | None = field(
+        default_factory=dict,
+        metadata={"help": KIT_HELP + " The kit config the trained model will run under: TIR traces are rendered in "
+                                     "its tool_format (fences or tagged; harmony has no training rendering) with "
+                                     "outputs truncated at its output_max_chars, as the kit shows them."},
+    )
+
+    def __post_init__(self) -> None:
+        self.kit = kit_mapping(self.kit)
+        self.tool_format()  # a bad kit setting fails now, while the recipe is parsed
+
+    def tool_format(self) -> TextFormat:
+        return training_format(kit_config(self.kit))
 
 
 # Packing strategies that chunk the token stream, so a chat longer than max_length loses nothing.
@@ -79,9 +94,11 @@ def _labelled(example: dict) -> int:
 def tokenized_dataset(script_args: SFTScriptArguments, tokenizer, training_args: SFTConfig) -> Dataset:
     """The recipe's rows as whole ``input_ids``/``labels``, minus the chats longer than
     ``max_length`` when they must fit one sequence (see the module docstring)."""
+    tool_format = script_args.tool_format()
     rows = load_messages(script_args.dataset, split=script_args.dataset_split, limit=script_args.max_samples,
-                         decontaminate=script_args.decontaminate)
-    examples = [tokenize_with_mask(tokenizer, row["messages"], script_args.mask_tool_outputs) for row in rows]
+                         tool_format=tool_format, decontaminate=script_args.decontaminate)
+    examples = [tokenize_with_mask(tokenizer, row["messages"], script_args.mask_tool_outputs, tool_format)
+                for row in rows]
     max_length = training_args.max_length
     chunked = training_args.packing and training_args.packing_strategy in CHUNKING_STRATEGIES
     kept = [{"input_ids": ex["input_ids"], "labels": ex["labels"]} for ex in examples

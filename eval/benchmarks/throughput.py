@@ -1,39 +1,52 @@
-"""Benchmark the kit's speed: SC-TIR against the raw engine, asynchronous against lockstep, and
-what early stopping saves. Everything is measured side by side in one run, on one engine, the
-same problems and settings, so the ratios hold on a noisy machine.
+"""Benchmark the kit's speed: SC-TIR against the raw engine, asynchronous against lockstep, what
+early stopping saves, what top-k logprobs cost and how much of each prompt the prefix cache
+served. Everything is measured side by side in one run, on one engine, the same problems and
+settings, so the ratios hold on a noisy machine; each pass starts with the prefix cache emptied.
 
 1. Kit overhead: the kit's wall time against the raw engine generating the same number of
    tokens per candidate for the same prompts (vLLM with the same sampling, ``ignore_eos`` and
-   fixed lengths). Target: at most 1.10x.
+   fixed lengths: ``eval.benchmarks.raw_engine``). Target: at most 1.10x. Where the difference
+   goes: the CPU time of this process, the engine's processes and the sandboxes in each pass
+   (``eval.benchmarks.cpu_meter``), and the time the loop waited on the sandbox and tokenizer
+   (``eval.benchmarks.meters``).
 2. Asynchronous against lockstep (Numina's baseline: every candidate generates to its stop,
    then all code runs, then the next round): wall time, tokens per second and the share of
    time the engine sat idle (no request in flight). Target: at least 1.3x faster.
 3. Early stop: replayed on the full-vote samples in the order candidates finished, for each
    rule set: tokens and time saved, and how often the early answer is the full vote's.
+4. Logprobs: the raw engine on the same tokens with top-``--compare-logprobs`` logprobs (each
+   token's entropy computed from them, as the kit does) and without; one engine serves both
+   (logprobs is a per-request setting), the two passes alternating from round to round.
+5. Prefix cache: the hit rate of each pass, from vLLM's own counters
+   (``eval.benchmarks.prefix_cache``; other tool formats: that module's command).
 
     python -m eval.benchmarks.throughput --config cpu-smol --problems 4 --json runs/bench/throughput.json
     python -m eval.benchmarks.throughput --config aimo3-h100 --model /path/to/7b --load-format dummy \\
         --ignore-eos   # times the engine on a real architecture with random weights
 
 Executor and grader figures come from ``eval.benchmarks.executor`` / ``.grader``; ``make bench``
-runs all three and ``eval.benchmarks.summary`` puts them in one table.
+runs them all and ``eval.benchmarks.summary`` puts them in one table.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import json
+import statistics
 import time
 from pathlib import Path
 
 from tqdm import tqdm
 
 from eval import metrics
+from eval.benchmarks.cpu_meter import CpuTimes, cpu_times
+from eval.benchmarks.meters import MeteredEngine, MeteredPool, SandboxTimes
+from eval.benchmarks.prefix_cache import (CacheCounts, PrefixCacheCounter, counting_engine_factory, fitted,
+                                          reset_prefix_cache)
+from eval.benchmarks.raw_engine import RawRun, generate_fixed, run_raw
 from eval.splits import load_split
-from kit.config import add_config_flags, config_overrides, load_config
-from kit.engine import GenerationStep, VllmEngine
+from kit.config import VoteConfig, add_config_flags, config_overrides, load_config
 from kit.sctir import ProblemResult, ProblemRun
 from kit.solver import Solver
 from kit.voting import parse_rules
@@ -45,58 +58,26 @@ EARLY_STOP_RULES = {"decided": ["decided"], "4/5": ["4/5"], "5/5": ["5/5"], "4/4
                     "aimo2": ["4/4", "5/7", "6/9", "last:4/5"]}
 
 
-class MeteredEngine:
-    """Wraps the engine to record the time no request was in flight (the engine sat idle) and
-    the requests in flight integrated over time (the batch the engine had to work with).
-    ``clock`` is injectable so that tests measure exact, not slept, intervals."""
+@dataclasses.dataclass
+class PassCosts:
+    """What one pass cost beyond its wall time: prefix-cache counts and CPU by process group."""
 
-    def __init__(self, engine, clock=time.monotonic):
-        self.inner = engine
-        self.clock = clock
-        self.in_flight = 0
-        self.idle_s = 0.0
-        self.request_s = 0.0  # integral of in_flight over time
-        self._idle_since: float | None = None
-        self._changed_at = self.clock()
+    cache: CacheCounts
+    cpu: CpuTimes
+    started_cold: bool
 
-    def start(self) -> None:
-        self.idle_s, self.request_s = 0.0, 0.0
-        self._idle_since = self._changed_at = self.clock()
 
-    def stop(self) -> float:
-        self._account()
-        if self._idle_since is not None:
-            self.idle_s += self.clock() - self._idle_since
-            self._idle_since = None
-        return self.idle_s
+class PassMeter:
+    """Runs a pass with the prefix cache emptied first, and counts what it cost."""
 
-    def _account(self) -> None:
-        now = self.clock()
-        self.request_s += self.in_flight * (now - self._changed_at)
-        self._changed_at = now
+    def __init__(self, solver: Solver, counter: PrefixCacheCounter):
+        self.solver, self.counter = solver, counter
 
-    def encode(self, text: str) -> list[int]:
-        return self.inner.encode(text)
-
-    def prompt_ids(self, problem: str) -> list[int]:
-        return self.inner.prompt_ids(problem)
-
-    async def generate(self, token_ids: list[int], max_tokens: int, request_id: str) -> GenerationStep:
-        if self.in_flight == 0 and self._idle_since is not None:
-            self.idle_s += self.clock() - self._idle_since
-            self._idle_since = None
-        self._account()
-        self.in_flight += 1
-        try:
-            return await self.inner.generate(token_ids, max_tokens, request_id)
-        finally:
-            self._account()
-            self.in_flight -= 1
-            if self.in_flight == 0:
-                self._idle_since = self.clock()
-
-    def shutdown(self) -> None:
-        self.inner.shutdown()
+    def run(self, work):
+        cold = self.solver.run_coroutine(reset_prefix_cache(self.solver.engine))
+        cache_mark, cpu_mark = self.counter.mark(), cpu_times()
+        value = work()
+        return value, PassCosts(self.counter.since(cache_mark), cpu_times() - cpu_mark, cold)
 
 
 @dataclasses.dataclass
@@ -105,71 +86,45 @@ class KitRun:
     tokens: int
     idle_s: float
     request_s: float
+    encode_s: float
+    sandbox: SandboxTimes
     results: list[ProblemResult]
 
 
-def run_kit(solver: Solver, metered: MeteredEngine, problems, mode: str, label: str) -> KitRun:
-    """The SC-TIR loop in ``mode`` on the solver's loop and sandbox pool, its requests through
-    the meter: one engine for both modes and the raw baseline."""
+def run_kit(solver: Solver, metered: MeteredEngine, pool: MeteredPool, problems, mode: str) -> KitRun:
+    """The SC-TIR loop in ``mode`` on the solver's loop, its requests through the engine meter and
+    its sessions through the pool meter: one engine for both modes and the raw baseline."""
     cfg = dataclasses.replace(solver.cfg, mode=mode)
 
     async def solve(problem_id: str, problem: str) -> ProblemResult:
-        return await ProblemRun(problem_id, metered.prompt_ids(problem), cfg, metered, solver.pool,
+        return await ProblemRun(problem_id, metered.prompt_ids(problem), cfg, metered, pool,
                                 cfg.problem_time_s).solve()
 
-    results, wall, idle, request_s = [], 0.0, 0.0, 0.0
-    for p in tqdm(problems, desc=label, unit="problem", leave=False):
+    results, wall, idle, request_s, encode_s = [], 0.0, 0.0, 0.0, 0.0
+    pool.start()
+    for p in problems:
         metered.start()
         started = time.monotonic()
         results.append(solver.run_coroutine(solve(p.id, p.problem)))
         wall += time.monotonic() - started
         idle += metered.stop()
         request_s += metered.request_s
+        encode_s += metered.encode_s
     tokens = sum(c.generated_tokens for r in results for c in r.candidates)
-    return KitRun(wall, tokens, idle, request_s, results)
+    return KitRun(wall, tokens, idle, request_s, encode_s, pool.times, results)
 
 
-async def generate_fixed(engine: VllmEngine, token_ids: list[int], num_tokens: int, request_id: str) -> int:
-    """The raw engine: exactly ``num_tokens`` tokens with the kit's sampling (temperature,
-    top_p), no stop string and no EOS. Returns the tokens generated."""
-    from vllm import SamplingParams
-    from vllm.inputs import TokensPrompt
-    from vllm.sampling_params import RequestOutputKind
-
-    params = SamplingParams(temperature=engine.cfg.temperature, top_p=engine.cfg.top_p, max_tokens=num_tokens,
-                            min_tokens=num_tokens, ignore_eos=True, output_kind=RequestOutputKind.FINAL_ONLY)
-    final = None
-    async for output in engine.engine.generate(TokensPrompt(prompt_token_ids=token_ids), params, request_id):
-        final = output
-    return len(final.outputs[0].token_ids)
-
-
-def run_raw(solver: Solver, engine: VllmEngine, problems, results: list[ProblemResult]) -> tuple[float, int]:
-    """The raw engine generating, for each problem, the tokens each kit candidate generated."""
-
-    async def one(prompt_ids: list[int], lengths: list[int], pid: str) -> int:
-        jobs = [generate_fixed(engine, prompt_ids, n, f"raw-{pid}-{i}") for i, n in enumerate(lengths) if n > 0]
-        return sum(await asyncio.gather(*jobs))
-
-    wall, tokens = 0.0, 0
-    for p, result in tqdm(list(zip(problems, results)), desc="raw engine", unit="problem", leave=False):
-        prompt_ids = engine.prompt_ids(p.problem)
-        started = time.monotonic()
-        tokens += solver.run_coroutine(one(prompt_ids, [c.generated_tokens for c in result.candidates], p.id))
-        wall += time.monotonic() - started
-    return wall, tokens
-
-
-def replay_early_stop(results: list[ProblemResult], rules: list[str]) -> dict:
-    """Replay a rule set on full-vote samples, candidates in the order they finished. Tokens at
-    the stop assume each running candidate generated at an even pace up to its finish."""
+def replay_early_stop(results: list[ProblemResult], rules: list[str], vote: VoteConfig) -> dict:
+    """Replay a rule set on full-vote samples, candidates in the order they finished, voting as
+    the run did (``vote``). Tokens at the stop assume each running candidate generated at an even
+    pace up to its finish."""
     parsed = parse_rules(rules)
     tokens_full = tokens_used = time_full = time_used = 0.0
     agree = fired = 0
     for r in results:
         finished = [c for c in r.candidates if c.finished_at_s is not None]
         end = max((c.finished_at_s for c in finished), default=0.0)
-        early = metrics.replay_early_stop(finished, parsed)
+        early = metrics.replay_early_stop(finished, parsed, vote)
         stop_at = early.stopped_at_s if early else end
         fired += early is not None
         for c in finished:
@@ -187,66 +142,150 @@ def replay_early_stop(results: list[ProblemResult], rules: list[str]) -> dict:
     }
 
 
+ASYNC, LOCKSTEP = "async", "lockstep"
+
+
+def raw_pass(logprobs: int) -> str:
+    return f"raw-logprobs-{logprobs}"
+
+
+def pass_order(raw_logprobs: list[int], turn: int) -> list[str]:
+    """The passes one problem goes through on its ``turn``: the kit in both modes and the raw
+    engine at each logprobs setting, in an order that reverses from turn to turn (so that drift in
+    the machine's speed hits them alike), the asynchronous kit always before the raw passes, which
+    generate the lengths its candidates did."""
+    raws = [raw_pass(lp) for lp in raw_logprobs]
+    return [ASYNC, *raws, LOCKSTEP] if turn % 2 == 0 else [LOCKSTEP, ASYNC, *reversed(raws)]
+
+
+def raw_settings(compare_logprobs: int, kit_logprobs: int) -> list[int]:
+    """The logprobs settings of the raw passes: none, the compared top-k and the kit's own (the
+    overhead baseline)."""
+    return sorted({0, compare_logprobs, kit_logprobs})
+
+
+def kit_totals(runs: list[tuple[KitRun, PassCosts]]) -> dict:
+    wall = sum(run.wall_s for run, _ in runs)
+    tokens = sum(run.tokens for run, _ in runs)
+    candidates = [c for run, _ in runs for res in run.results for c in res.candidates]
+    return {"wall_s": round(wall, 2), "tokens": tokens, "tokens_per_s": round(tokens / wall, 1),
+            "engine_idle_share": round(sum(run.idle_s for run, _ in runs) / wall, 3),
+            "mean_requests_in_flight": round(sum(run.request_s for run, _ in runs) / wall, 2),
+            "code_cells": sum(len(c.cells) for c in candidates),
+            # CPU time the cells took: on a CPU-only machine it competes with the engine.
+            "code_execution_s": round(sum(c.execution_s for c in candidates), 2),
+            "reply_encode_s": round(sum(run.encode_s for run, _ in runs), 3),
+            "sandbox": sum((run.sandbox for run, _ in runs), SandboxTimes()).report(),
+            "cpu": sum((costs.cpu for _, costs in runs), CpuTimes()).report(),
+            "prefix_cache": cache_report([costs for _, costs in runs])}
+
+
+def raw_totals(runs: list[tuple[RawRun, PassCosts]]) -> dict:
+    wall = sum(run.wall_s for run, _ in runs)
+    tokens = sum(run.tokens for run, _ in runs)
+    return {"wall_s": round(wall, 2), "tokens": tokens, "tokens_per_s": round(tokens / wall, 1),
+            "entropy_s": round(sum(run.entropy_s for run, _ in runs), 3),
+            "cpu": sum((costs.cpu for _, costs in runs), CpuTimes()).report(),
+            "prefix_cache": cache_report([costs for _, costs in runs])}
+
+
+def spread(numerators: list, denominators: list) -> dict:
+    """The per-problem wall ratios of two passes (each problem's own pair, run side by side): how
+    much the total's ratio can be trusted on a noisy machine."""
+    ratios = sorted(a.wall_s / b.wall_s for (a, _), (b, _) in zip(numerators, denominators, strict=True))
+    return {"min": round(ratios[0], 3), "median": round(statistics.median(ratios), 3), "max": round(ratios[-1], 3)}
+
+
+def cache_report(costs: list[PassCosts]) -> dict:
+    total = sum((c.cache for c in costs), CacheCounts())
+    # Prefilled: the prompt tokens the engine computed (not found in the cache).
+    return {**total.report(), "prefilled_tokens": total.queries - total.hits,
+            "started_cold": all(c.started_cold for c in costs)}
+
+
+def run_passes(solver: Solver, counter: PrefixCacheCounter, problems, rounds: int, raw_logprobs: list[int]):
+    """Every problem, ``rounds`` times, through each pass (``pass_order``); the runs by pass."""
+    engine = solver.engine
+    metered, pool = MeteredEngine(engine), MeteredPool(solver.pool)  # between the loop and the engine, the pool
+    meter = PassMeter(solver, counter)
+    raw_logprobs_of = {raw_pass(lp): lp for lp in raw_logprobs}
+    passes: dict[str, list] = {name: [] for name in pass_order(raw_logprobs, 0)}
+    turns = [p for _ in range(rounds) for p in problems]
+    for turn, p in enumerate(tqdm(turns, desc="problems x rounds", unit="problem", leave=False)):
+        async_results: list[ProblemResult] = []
+        for name in pass_order(raw_logprobs, turn):
+            if name in (ASYNC, LOCKSTEP):
+                run, costs = meter.run(lambda mode=name: run_kit(solver, metered, pool, [p], mode))
+                if name == ASYNC:
+                    async_results = run.results
+            else:
+                run, costs = meter.run(lambda lp=raw_logprobs_of[name]: run_raw(solver, engine, [p], async_results, lp))
+            passes[name].append((run, costs))
+    return passes
+
+
 def measure(args: argparse.Namespace) -> dict:
     overrides = config_overrides(args)
     overrides["early_stop"] = []  # full votes: early stop is replayed afterwards
     problems, profile = load_split(args.split, args.problems)
     overrides["profile"] = overrides["profile"] or profile
-    cfg = load_config(args.config, **overrides)
-    with Solver(cfg) as solver:
+    cfg = fitted(load_config(args.config, **overrides))
+    counter = PrefixCacheCounter()
+    raw_logprobs = raw_settings(args.compare_logprobs, cfg.logprobs)
+    with Solver(cfg, engine_factory=counting_engine_factory(counter)) as solver:
         engine = solver.engine
-        metered = MeteredEngine(engine)  # the benchmark's meter between the loop and the engine
         solver.solve(problems[0].problem, "warm-up")  # first-request compilation and caches
-        rounds = []
-        for r in range(args.rounds):
-            # Alternated, so drift in the machine's speed hits both modes alike.
-            modes = ("async", "lockstep") if r % 2 == 0 else ("lockstep", "async")
-            runs = {mode: run_kit(solver, metered, problems, mode, f"{mode} (round {r + 1})") for mode in modes}
-            raw_wall, raw_tokens = run_raw(solver, engine, problems, runs["async"].results)
-            rounds.append((runs, raw_wall, raw_tokens))
-    kit_wall = sum(runs["async"].wall_s for runs, _, _ in rounds)
-    raw_wall = sum(w for _, w, _ in rounds)
-    modes = {}
-    for mode in ("async", "lockstep"):
-        wall = sum(runs[mode].wall_s for runs, _, _ in rounds)
-        tokens = sum(runs[mode].tokens for runs, _, _ in rounds)
-        idle = sum(runs[mode].idle_s for runs, _, _ in rounds)
-        request_s = sum(runs[mode].request_s for runs, _, _ in rounds)
-        modes[mode] = {"wall_s": round(wall, 2), "tokens": tokens, "tokens_per_s": round(tokens / wall, 1),
-                       "engine_idle_share": round(idle / wall, 3),
-                       "mean_requests_in_flight": round(request_s / wall, 2),
-                       "code_cells": sum(len(c.cells) for runs, _, _ in rounds for res in runs[mode].results
-                                         for c in res.candidates),
-                       # CPU time the cells took: on a CPU-only machine it competes with the engine.
-                       "code_execution_s": round(sum(c.execution_s for runs, _, _ in rounds
-                                                     for res in runs[mode].results for c in res.candidates), 2)}
-    all_async = [res for runs, _, _ in rounds for res in runs["async"].results]
+        solver.run_coroutine(generate_fixed(engine, engine.prompt_ids(problems[0].problem), 8, "warm-up-logprobs",
+                                            args.compare_logprobs))
+        passes = run_passes(solver, counter, problems, args.rounds, raw_logprobs)
+    modes = {mode: kit_totals(passes[mode]) for mode in (ASYNC, LOCKSTEP)}
+    raws = {lp: raw_totals(passes[raw_pass(lp)]) for lp in raw_logprobs}
+    baseline = raws[cfg.logprobs]
+    all_async = [res for run, _ in passes[ASYNC] for res in run.results]
+    raw_baseline = passes[raw_pass(cfg.logprobs)]
+    off, on = raws[0], raws[args.compare_logprobs]
     return {
         "config": args.config, "model": cfg.model or "embedded SmolLM2-135M-Instruct", "split": args.split,
         "problems": len(problems), "rounds": args.rounds, "num_samples": cfg.num_samples,
         "max_code_rounds": cfg.max_code_rounds, "max_new_tokens": cfg.max_new_tokens,
-        "kit_overhead": {"kit_wall_s": round(kit_wall, 2), "raw_wall_s": round(raw_wall, 2),
-                         "tokens": sum(t for _, _, t in rounds), "ratio": round(kit_wall / raw_wall, 3),
-                         "target": OVERHEAD_TARGET},
-        "async_vs_lockstep": {**modes, "speedup_wall": round(modes["lockstep"]["wall_s"] / modes["async"]["wall_s"], 3),
-                              "speedup_tokens_per_s": round(modes["async"]["tokens_per_s"]
-                                                            / modes["lockstep"]["tokens_per_s"], 3),
+        "tool_format": cfg.tool_format.kind, "kit_logprobs": cfg.logprobs,
+        "kit_overhead": {"kit_wall_s": modes[ASYNC]["wall_s"], "raw_wall_s": baseline["wall_s"],
+                         "tokens": baseline["tokens"], "ratio": round(modes[ASYNC]["wall_s"] / baseline["wall_s"], 3),
+                         "target": OVERHEAD_TARGET, "per_problem": spread(passes[ASYNC], raw_baseline),
+                         "kit_cpu": modes[ASYNC]["cpu"], "raw_cpu": baseline["cpu"]},
+        "async_vs_lockstep": {**modes, "speedup_wall": round(modes[LOCKSTEP]["wall_s"] / modes[ASYNC]["wall_s"], 3),
+                              "speedup_tokens_per_s": round(modes[ASYNC]["tokens_per_s"]
+                                                            / modes[LOCKSTEP]["tokens_per_s"], 3),
                               "target": ASYNC_TARGET},
-        "early_stop": {name: replay_early_stop(all_async, rules) for name, rules in EARLY_STOP_RULES.items()},
+        "logprobs_cost": {"logprobs": args.compare_logprobs, "off": off, "on": on,
+                          "slowdown": round(on["wall_s"] / off["wall_s"], 3),
+                          "per_problem_slowdown": spread(passes[raw_pass(args.compare_logprobs)], passes[raw_pass(0)]),
+                          "tokens_per_s_ratio": round(on["tokens_per_s"] / off["tokens_per_s"], 3)},
+        "raw_engine": {str(lp): totals for lp, totals in raws.items()},
+        "early_stop": {name: replay_early_stop(all_async, rules, cfg.vote) for name, rules in EARLY_STOP_RULES.items()},
     }
 
 
+def rate(cache: dict) -> str:
+    return "n/a" if cache["hit_rate"] is None else f"{cache['hit_rate']:.1%}"
+
+
+def cpu_cell(cpu: dict) -> str:
+    return f"{cpu['kit_process_cpu_s']} / {cpu['engine_cpu_s']} / {cpu['sandbox_cpu_s']}"
+
+
 def markdown(report: dict) -> str:
-    o, a = report["kit_overhead"], report["async_vs_lockstep"]
+    o, a, lp = report["kit_overhead"], report["async_vs_lockstep"], report["logprobs_cost"]
     lines = [
-        f"Throughput on {report['model']} ({report['config']}), {report['problems']} {report['split']} problems "
-        f"x {report['rounds']} rounds, N={report['num_samples']}, M={report['max_code_rounds']}, "
-        f"{report['max_new_tokens']} new tokens per step.",
+        f"Throughput on {report['model']} ({report['config']}, {report['tool_format']} format), "
+        f"{report['problems']} {report['split']} problems x {report['rounds']} rounds, N={report['num_samples']}, "
+        f"M={report['max_code_rounds']}, {report['max_new_tokens']} new tokens per step.",
         "",
         "| measure | kit | baseline | ratio | target |",
         "|---|---|---|---|---|",
         f"| kit overhead (wall, same tokens) | {o['kit_wall_s']} s | raw engine {o['raw_wall_s']} s | "
-        f"{o['ratio']}x | <= {o['target']}x |",
+        f"{o['ratio']}x (per problem {o['per_problem']['min']}-{o['per_problem']['max']}) | <= {o['target']}x |",
+        f"| CPU s: this process / engine / sandboxes | {cpu_cell(o['kit_cpu'])} | {cpu_cell(o['raw_cpu'])} | | |",
         f"| async vs lockstep (wall) | {a['async']['wall_s']} s | lockstep {a['lockstep']['wall_s']} s | "
         f"{a['speedup_wall']}x faster | >= {a['target']}x |",
         f"| async vs lockstep (tokens/s) | {a['async']['tokens_per_s']} | {a['lockstep']['tokens_per_s']} | "
@@ -256,6 +295,10 @@ def markdown(report: dict) -> str:
         f"{a['lockstep']['mean_requests_in_flight']} | | |",
         f"| code cells (execution time) | {a['async']['code_cells']} ({a['async']['code_execution_s']} s) | "
         f"{a['lockstep']['code_cells']} ({a['lockstep']['code_execution_s']} s) | | |",
+        f"| prefix-cache hit rate (async / lockstep / raw) | {rate(a['async']['prefix_cache'])} | "
+        f"{rate(a['lockstep']['prefix_cache'])} / raw {rate(report['raw_engine']['0']['prefix_cache'])} | | |",
+        f"| top-{lp['logprobs']} logprobs vs none (raw engine, same tokens: tokens/s) | {lp['on']['tokens_per_s']} | "
+        f"{lp['off']['tokens_per_s']} | {lp['tokens_per_s_ratio']}x ({lp['slowdown']}x the wall) | |",
         "",
         "| early-stop rules | fired | tokens saved | time saved | same answer as the full vote |",
         "|---|---|---|---|---|",
@@ -271,10 +314,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--config", default="cpu-smol", help="Kit config: a path or a name in kit/configs.")
     parser.add_argument("--split", default="gsm8k", help="Problems to run (a split name or a file).")
     parser.add_argument("--problems", type=int, default=4, help="First K problems of the split.")
-    parser.add_argument("--rounds", type=int, default=2, help="Repeats of the whole comparison (modes alternate).")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="Repeats of the whole comparison (the passes' order alternates from problem to problem).")
+    parser.add_argument("--compare-logprobs", type=int, default=5,
+                        help="Top-k logprobs whose cost is measured on the raw engine against none (at least 1).")
     parser.add_argument("--json", type=Path, help="Write the results here (and a .md beside it).")
     add_config_flags(parser)
     args = parser.parse_args(argv)
+    if args.compare_logprobs < 1:
+        parser.error(f"--compare-logprobs: must be at least 1, got {args.compare_logprobs}")
     report = measure(args)
     text = markdown(report)
     print(text)

@@ -2,14 +2,17 @@
 
 * ``wheels/``   a wheelhouse for Kaggle's Python + GPU image (``pip download --only-binary=:all:`` for
   manylinux x86_64 and the given CPython and glibc, from ``kit/requirements-gpu.txt`` by default);
-* ``model/``    the model folder's files (hard-linked where possible);
+* ``model/``    the model folder's files (hard-linked where possible), unless ``--kaggle-model`` names a
+  model Kaggle hosts: the notebook then attaches that (``model_sources``, ``kit/kaggle/model_handle.py``);
 * ``kit-src/``  the ``kit`` package as ``kit-src/kit/``;
 * ``notebook/`` ``notebooks/aimo_submission.ipynb`` (when it exists) and its ``kernel-metadata.json``;
 * ``README.md`` what was written and the ``kaggle`` commands that upload it.
 
-The three dataset folders each hold a ``dataset-metadata.json``. ``--push`` runs ``kaggle datasets
-create`` (``version`` when ``kaggle datasets status`` finds the dataset) on each, then ``kaggle kernels
-push``. The Kaggle CLI only ever runs as a program: ``import kaggle`` authenticates and needs ``six``.
+The dataset folders each hold a ``dataset-metadata.json``. ``--config`` names the kit config the
+notebook runs (its ``CONFIG``: one of ``kit/configs``, which the bundle ships). ``--push`` runs
+``kaggle datasets create`` (``version`` when ``kaggle datasets status`` finds the dataset) on each,
+then ``kaggle kernels push``. The Kaggle CLI only ever runs as a program: ``import kaggle``
+authenticates and needs ``six``.
 """
 
 from __future__ import annotations
@@ -24,8 +27,10 @@ import time
 from collections import deque
 from pathlib import Path
 
+from kit.config import CONFIG_DIR, load_config, resolve_config_path
 from kit.kaggle.competitions import get_competition
-from kit.kaggle.offline import REQUIREMENTS as GPU_REQUIREMENTS
+from kit.kaggle.model_handle import parse_kaggle_model
+from kit.kaggle.offline import REQUIREMENTS as GPU_REQUIREMENTS, dataset_mounts
 
 KIT_DIR = Path(__file__).resolve().parents[1]
 NOTEBOOK = KIT_DIR.parent / "notebooks" / "aimo_submission.ipynb"
@@ -229,12 +234,18 @@ def kaggle(cmd: list[str]) -> None:
 def build_bundle(competition: str = "aimo3", model: str = "", out: str = "dist", owner: str | None = None,
                  push: bool = False, wheels: bool = True, python_version: str = "3.11", glibc: str = "2.35",
                  requirements: str | None = None, pip_args: list[str] | None = None,
-                 notebook: Path = NOTEBOOK) -> dict:
-    """Write the bundle under ``out`` (and upload it with ``push``); returns the ids written."""
+                 notebook: Path = NOTEBOOK, kaggle_model: str = "", config: str = "") -> dict:
+    """Write the bundle under ``out`` (and upload it with ``push``); returns the ids written.
+    ``model`` is a folder to upload as a dataset (default: the embedded model); ``kaggle_model``
+    instead names a model Kaggle hosts, which the notebook attaches."""
     from kit.embedded_model import resolve_model_path
 
     spec = get_competition(competition)
-    model_dir = validate_model_dir(Path(model).expanduser() if model else resolve_model_path(""))
+    if model and kaggle_model:
+        raise ValueError("--model and --kaggle-model: give one (a folder to upload, or a model Kaggle hosts)")
+    hosted, hosted_warning = parse_kaggle_model(kaggle_model) if kaggle_model else (None, None)
+    model_dir = None if hosted else validate_model_dir(Path(model).expanduser() if model else resolve_model_path(""))
+    config_name = bundled_config(config) if config else ""
     owner = resolve_owner(owner)
     out_dir = Path(out)
     reqs = Path(requirements) if requirements else GPU_REQUIREMENTS  # what the notebook installs
@@ -245,13 +256,14 @@ def build_bundle(competition: str = "aimo3", model: str = "", out: str = "dist",
     if spec.machine_shape not in KNOWN_MACHINE_SHAPES:
         print(f"warning: machine_shape {spec.machine_shape!r} of {competition} is not one of the "
               f"accelerator ids the Kaggle CLI documents: {list(KNOWN_MACHINE_SHAPES)}")
-    name = model_dir.resolve().name
-    datasets = {
-        "wheels": dataset_metadata(owner, "aimo-kit-wheels", "AIMO kit wheels", "other"),
-        "model": dataset_metadata(owner, f"aimo-kit-model-{slugify(name)}"[:50].strip("-"),
-                                  f"AIMO kit model {name}"[:50], model_license(model_dir)),
-        "kit-src": dataset_metadata(owner, "aimo-kit-src", "AIMO kit source", "apache-2.0"),
-    }
+    if hosted_warning:
+        print(f"warning: {hosted_warning}")
+    datasets = {"wheels": dataset_metadata(owner, "aimo-kit-wheels", "AIMO kit wheels", "other")}
+    if model_dir is not None:
+        name = model_dir.resolve().name
+        datasets["model"] = dataset_metadata(owner, f"aimo-kit-model-{slugify(name)}"[:50].strip("-"),
+                                             f"AIMO kit model {name}"[:50], model_license(model_dir))
+    datasets["kit-src"] = dataset_metadata(owner, "aimo-kit-src", "AIMO kit source", "apache-2.0")
     written: list[str] = []
 
     def done(folder: Path, what: str) -> None:
@@ -266,10 +278,14 @@ def build_bundle(competition: str = "aimo3", model: str = "", out: str = "dist",
     write_json(wheel_dir / "dataset-metadata.json", datasets["wheels"])
     done(wheel_dir, f"{datasets['wheels']['id']}, {len(list(wheel_dir.glob('*.whl')))} wheels")
 
-    print(f"copying the model folder {model_dir} ...")
-    copy_tree(model_dir, out_dir / "model")
-    write_json(out_dir / "model" / "dataset-metadata.json", datasets["model"])
-    done(out_dir / "model", datasets["model"]["id"])
+    if model_dir is None:
+        shutil.rmtree(out_dir / "model", ignore_errors=True)  # an earlier bundle's copy: not part of this one
+        written.append(f"| (none) | Kaggle model `{hosted.source}`, attached by the notebook | on Kaggle |")
+    else:
+        print(f"copying the model folder {model_dir} ...")
+        copy_tree(model_dir, out_dir / "model")
+        write_json(out_dir / "model" / "dataset-metadata.json", datasets["model"])
+        done(out_dir / "model", datasets["model"]["id"])
 
     src_dir = out_dir / "kit-src"
     shutil.rmtree(src_dir, ignore_errors=True)
@@ -285,15 +301,16 @@ def build_bundle(competition: str = "aimo3", model: str = "", out: str = "dist",
         "id": f"{owner}/{slugify(title)}", "title": title, "code_file": notebook.name, "language": "python",
         "kernel_type": "notebook", "is_private": True, "enable_gpu": True, "enable_tpu": False,
         "enable_internet": False, "dataset_sources": [d["id"] for d in datasets.values()],
-        "competition_sources": [spec.kaggle_slug], "kernel_sources": [], "model_sources": [],
-        "machine_shape": spec.machine_shape,
+        "competition_sources": [spec.kaggle_slug], "kernel_sources": [],
+        "model_sources": [hosted.source] if hosted else [], "machine_shape": spec.machine_shape,
     }
     write_json(nb_dir / "kernel-metadata.json", kernel)
     if notebook.is_file():
-        mounts = {k: f"/kaggle/input/{d['id'].split('/')[1]}" for k, d in datasets.items()}
+        # Each input where Kaggle may mount it, the 2026 layout first (kit/kaggle/offline.py).
+        mounts = {k: list(dataset_mounts(d["id"])) for k, d in datasets.items()}
         configure_notebook(notebook, nb_dir / notebook.name, {
-            "COMPETITION": competition, "MODEL": mounts["model"], "KIT_SOURCE": mounts["kit-src"],
-            "WHEELS": mounts["wheels"]})
+            "COMPETITION": competition, "MODEL": list(hosted.mounts) if hosted else mounts["model"],
+            "KIT_SOURCE": mounts["kit-src"], "WHEELS": mounts["wheels"], "CONFIG": config_name})
     else:
         print(f"warning: {notebook} does not exist yet: notebook/ holds only kernel-metadata.json")
     done(nb_dir, kernel["id"])
@@ -305,12 +322,24 @@ def build_bundle(competition: str = "aimo3", model: str = "", out: str = "dist",
             print("--no-wheels: the wheels dataset is not uploaded (the one on Kaggle stays as it is)")
         folders = [out_dir / k for k in datasets if wheels or k != "wheels"]
         kaggle_push(folders, nb_dir, f"python -m kit bundle, {time.strftime('%Y-%m-%d %H:%M')}")
-    return {"datasets": {k: d["id"] for k, d in datasets.items()}, "kernel": kernel["id"], "out": str(out_dir)}
+    return {"datasets": {k: d["id"] for k, d in datasets.items()}, "kernel": kernel["id"],
+            "model_sources": kernel["model_sources"], "out": str(out_dir)}
 
 
-def configure_notebook(src: Path, dst: Path, values: dict[str, str]) -> None:
+def bundled_config(name: str) -> str:
+    """``name`` as the notebook's ``CONFIG``: a config of kit/configs (the bundle ships those, no other
+    file), checked to load now rather than on Kaggle."""
+    path = resolve_config_path(name)  # FileNotFoundError listing the known names
+    if path.resolve().parent != CONFIG_DIR:
+        raise ValueError(f"--config {name!r}: the notebook loads configs from kit/configs only (the bundle "
+                         f"ships those); copy {path} there")
+    load_config(path.stem)
+    return path.stem
+
+
+def configure_notebook(src: Path, dst: Path, values: dict[str, str | list[str]]) -> None:
     """Copy the notebook with ``NAME = ...`` lines of its ``parameters`` cell set to ``values``
-    (comments kept), so it finds the datasets this bundle names."""
+    (as Python literals, comments kept), so it finds the datasets this bundle names."""
     nb = json.loads(src.read_text())
     cell = next((c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])), None)
     if cell is None:
@@ -327,14 +356,16 @@ def configure_notebook(src: Path, dst: Path, values: dict[str, str]) -> None:
 
 def write_readme(out_dir: Path, written: list[str], datasets: dict, kernel: dict) -> None:
     create = "\n".join(f"kaggle datasets create -p {k} --dir-mode zip" for k in datasets)
+    hosted = "".join(f", the Kaggle model `{m}`" for m in kernel["model_sources"])
     (out_dir / "README.md").write_text(f"""# Kaggle bundle (`python -m kit bundle`)
 
 | folder | what | size |
 |---|---|---|
 {chr(10).join(written)}
 
-The notebook `{kernel["id"]}` runs on `{kernel["machine_shape"]}` without internet, with the three
-datasets and the competition `{kernel["competition_sources"][0]}` mounted under `/kaggle/input/<slug>`.
+The notebook `{kernel["id"]}` runs on `{kernel["machine_shape"]}` without internet, with the
+{len(datasets)} datasets{hosted} and the competition `{kernel["competition_sources"][0]}`
+attached.
 Upload from this folder (`pip install kaggle six`; credentials in ~/.kaggle/kaggle.json, or
 KAGGLE_USERNAME + KAGGLE_KEY, or KAGGLE_API_TOKEN):
 
@@ -347,4 +378,10 @@ For a dataset that exists already (`kaggle datasets status OWNER/SLUG`), upload 
 `kaggle datasets version -p FOLDER -m "what changed" --dir-mode zip`. `python -m kit bundle ... --push`
 does all this, choosing create or version for each dataset. Let the datasets finish processing
 (`kaggle datasets status`) before the notebook runs.
+
+Kaggle mounts inputs in one of two layouts: 2026 notebooks see `/kaggle/input/datasets/OWNER/SLUG`,
+`/kaggle/input/models/OWNER/MODEL/FRAMEWORK/VARIATION/VERSION` and `/kaggle/input/competitions/SLUG`,
+older ones `/kaggle/input/SLUG` and `/kaggle/input/MODEL/FRAMEWORK/VARIATION/VERSION`. The notebook's
+parameters list both paths of each input; it takes the first that exists, and stops naming both
+(and the fix: attach it) when neither does.
 """)

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from kit.kaggle.offline import competition_mounts
+
 
 @dataclass(frozen=True)
 class Competition:
     name: str = field(metadata={"help": "Short name used on the command line and in notebooks."})
-    kaggle_slug: str = field(metadata={"help": "The competition's id on Kaggle (competition_sources, /kaggle/input/<slug>)."})
+    kaggle_slug: str = field(metadata={"help": "The competition's id on Kaggle (competition_sources; data_dirs: where its data is mounted)."})
     config: str = field(metadata={"help": "Kit config (kit/configs) with the hardware defaults."})
     answer_profile: str = field(metadata={"help": "Answer rule (kit.answers.PROFILES)."})
     num_problems: int = field(metadata={"help": "Problems in one scored run (what the time bank divides)."})
@@ -31,9 +33,16 @@ class Competition:
     notes: str = field(default="", metadata={"help": "What else a competitor must know."})
 
     @property
-    def test_csv(self) -> str:
-        """Where Kaggle mounts the competition's public test file."""
-        return f"/kaggle/input/{self.kaggle_slug}/test.csv"
+    def data_dirs(self) -> tuple[str, str]:
+        """Where Kaggle mounts the competition's data (test.csv, and kaggle_evaluation/ or aimo/
+        beside it): (2026 layout, older layout), tried in that order (kit.kaggle.offline)."""
+        return competition_mounts(self.kaggle_slug)
+
+    @property
+    def test_csvs(self) -> tuple[str, str]:
+        """The competition's public test file in each of ``data_dirs``."""
+        new, old = self.data_dirs
+        return f"{new}/test.csv", f"{old}/test.csv"
 
 
 COMPETITIONS: dict[str, Competition] = {

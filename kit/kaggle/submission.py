@@ -1,6 +1,7 @@
 """Serving a Kaggle competition from a notebook: the ``predict`` function Kaggle calls, the
-time bank that keeps the run inside the limit, and the loop that hands ``predict`` to
-Kaggle's evaluation API (or to the local stand-in, ``kit.kaggle.local_gateway``, off Kaggle).
+time policy that keeps the run inside the limit (``cfg.time_policy``: the time bank or the
+clamp, ``kit.kaggle.time_bank``), and the loop that hands ``predict`` to Kaggle's evaluation
+API (or to the local stand-in, ``kit.kaggle.local_gateway``, off Kaggle).
 
 Guarantees:
 
@@ -12,7 +13,7 @@ Guarantees:
   all give the profile's fallback answer and a log line, because one crashed call loses the
   submission. (An id that is not one value, a broken gateway, does raise.)
 - The solver is built once, under a lock, whoever calls first; the load time is charged to
-  the time bank like any other time spent.
+  the time policy like any other time spent.
 - A run cannot be lost quietly: ``prepare`` (called before serving) loads the model and
   solves a warm-up problem in an interactive session, raising in the notebook's cell with
   the fix when either fails. In the competition rerun (``KAGGLE_IS_COMPETITION_RERUN``) it
@@ -40,9 +41,10 @@ from pathlib import Path
 import polars as pl
 
 from kit.kaggle.competitions import Competition, get_competition
+from kit.kaggle.offline import Paths, candidates, find_input, input_not_found, resolve_input
 from kit.config import KitConfig, load_config
 from kit.solver import Solver
-from kit.kaggle.time_bank import TimeBank
+from kit.kaggle.time_bank import make_time_budget
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +74,8 @@ def is_competition_rerun() -> bool:
 
 
 class Submission:
-    """One competition run: a lazily loaded solver, a time bank and a per-problem log."""
+    """One competition run: a lazily loaded solver, a time budget (``cfg.time_policy``) and a
+    per-problem log."""
 
     def __init__(self, competition: Competition, cfg: KitConfig, *, started_at: float | None = None,
                  num_problems: int | None = None, time_limit_s: float | None = None,
@@ -89,7 +92,8 @@ class Submission:
         per_call = None
         if competition.response_timeout_s is not None:
             per_call = competition.response_timeout_s - CALL_MARGIN_S
-        self.bank = TimeBank(
+        self.bank = make_time_budget(
+            cfg.time_policy,
             limit_s=limit,
             num_problems=num_problems or competition.num_problems,
             safety_margin_s=margin,
@@ -104,11 +108,12 @@ class Submission:
         self.records: list[dict] = []  # one per problem, as written to the log
 
     @classmethod
-    def for_competition(cls, name: str, *, model: str = "", use_embedded_model: bool = False, config: str = "",
+    def for_competition(cls, name: str, *, model: Paths = "", use_embedded_model: bool = False, config: str = "",
                         overrides: dict | None = None, **kwargs) -> Submission:
         """The competition's profile and config (or ``config``), with ``overrides`` applied;
-        the answer rule is always the competition's. ``model`` is a model folder; when it is
-        missing and ``use_embedded_model`` is set, the embedded SmolLM2 stands in."""
+        the answer rule is always the competition's. ``model`` is a model folder, or the folders
+        Kaggle may mount it at (the first that exists is used); when none exists and
+        ``use_embedded_model`` is set, the embedded SmolLM2 stands in."""
         competition = get_competition(name)
         chosen = choose_model(model, use_embedded_model)
         # A stand-in model keeps the competition's sizes and rules but writes its own format.
@@ -138,11 +143,11 @@ class Submission:
         log.info("warm-up: answered %s in %.1f s (%s)", result.answer, result.elapsed_s, result.stop_reason)
 
     def answer(self, problem_id: str, problem: object, reference: object = None) -> int | str:
-        """The answer to one problem, within the time bank's allowance; never raises.
+        """The answer to one problem, within the time policy's allowance; never raises.
         ``reference``, the expected answer when known, is only logged."""
         started = time.monotonic()
         solver = self._load_solver()
-        # The allowance is taken after the load, so the bank sees the load as time spent.
+        # The allowance is taken after the load, so the policy sees the load as time spent.
         allowance = self.bank.allowance()
         answer, detail, fallback = self.profile.fallback, "no model", True  # the load error was logged once
         if solver is not None and allowance <= 0:
@@ -244,26 +249,30 @@ class Submission:
             f.write(json.dumps(record) + "\n")
 
 
-def choose_model(model: str, use_embedded_model: bool) -> str:
-    """``model`` when that folder exists; "" (the embedded model) when asked for; else an error
-    naming the folder, raised in the notebook's cell rather than at the first problem."""
-    if model and Path(model).is_dir():
-        return model
+def choose_model(model: Paths, use_embedded_model: bool) -> str:
+    """The first folder of ``model`` that exists (a folder, or the folders Kaggle may mount the
+    model at, the 2026 layout first: ``kit.kaggle.offline``); "" (the embedded model) when none
+    does and it is asked for; else an error naming every folder, raised in the notebook's cell
+    rather than at the first problem."""
+    found = find_input(model)
+    if found is not None and found.is_dir():
+        return str(found)
     if use_embedded_model:
-        log.warning("model folder %r not found: using the embedded SmolLM2-135M-Instruct", model)
+        log.warning("model folder not found at %s: using the embedded SmolLM2-135M-Instruct",
+                    " or ".join(candidates(model)) or "(none given)")
         from kit.embedded_model import prepare_embedded_model
 
         prepare_embedded_model()
         return ""
-    raise FileNotFoundError(f"model folder {model!r} not found; attach the model dataset "
-                            "(python -m kit bundle) or set USE_EMBEDDED_MODEL = True")
+    raise input_not_found(model, "model folder", "attach the model (the dataset or Kaggle model that "
+                          "python -m kit bundle names) and set MODEL to it, or set USE_EMBEDDED_MODEL = True")
 
 
 # The embedded model's own config, and the fields of it that describe how that model writes
 # and runs rather than how big the run is: SmolLM2 was never trained on tool outputs, rarely
 # boxes an answer, and runs on CPU, where bf16 is emulated and torch.compile doubles the load.
 EMBEDDED_MODEL_CONFIG = "cpu-smol"
-EMBEDDED_MODEL_FORMAT_FIELDS = ("code_trigger", "answer_from_code_output", "prompt_template", "system_prompt",
+EMBEDDED_MODEL_FORMAT_FIELDS = ("tool_format", "answer_from_code_output", "prompt_template", "system_prompt",
                                 "dtype", "enforce_eager")
 
 
@@ -303,6 +312,15 @@ def _error_of(result) -> str | None:
     return None
 
 
+def competition_test_csv(competition: Competition) -> str:
+    """The competition's test.csv where Kaggle mounted it (the 2026 layout first), for a gateway
+    to read (the rerun's server serves the hidden set without it); InputNotFoundError naming both
+    paths when it is at neither."""
+    return str(resolve_input(competition.test_csvs, f"{competition.name}'s test.csv",
+                             f"attach the competition {competition.kaggle_slug} (competition_sources) or pass "
+                             "test_csv (the notebook's TEST_CSV)"))
+
+
 def serve(submission: Submission, test_csv: str | None = None, out_path: str = "submission.parquet"):
     """Hand ``predict`` to the competition's API: Kaggle's package when it is mounted (the
     rerun serves the hidden set; an interactive run uses Kaggle's local gateway), else the
@@ -310,9 +328,8 @@ def serve(submission: Submission, test_csv: str | None = None, out_path: str = "
     from kit.kaggle import local_gateway
 
     competition = submission.competition
-    test_csv = test_csv or competition.test_csv
-    data_dir = Path(competition.test_csv).parent
-    if data_dir.is_dir() and str(data_dir) not in sys.path:
+    data_dir = find_input(competition.data_dirs)  # the 2026 layout first, then the older one
+    if data_dir is not None and str(data_dir) not in sys.path:
         sys.path.append(str(data_dir))  # Kaggle mounts kaggle_evaluation/ (or aimo/) beside test.csv
     predict = submission.predict_function()
 
@@ -320,7 +337,7 @@ def serve(submission: Submission, test_csv: str | None = None, out_path: str = "
         try:
             env = importlib.import_module("aimo").make_env()
         except ModuleNotFoundError:
-            env = local_gateway.make_env(test_csv, competition, out_path=out_path)
+            env = local_gateway.make_env(test_csv or competition_test_csv(competition), competition, out_path=out_path)
         for test, sample_submission in env.iter_test():
             frame = predict(*(test[column] for column in test.columns))
             sample_submission["answer"] = frame["answer"].item(0)
@@ -330,12 +347,13 @@ def serve(submission: Submission, test_csv: str | None = None, out_path: str = "
     try:
         module = importlib.import_module(competition.server_module)
     except ModuleNotFoundError:
-        log.info("%s is not mounted: serving through the local gateway", competition.server_module)
-        return local_gateway.run_local_gateway(predict, test_csv, competition,
+        log.info("%s is not mounted (not on sys.path, nor in %s): serving through the local gateway",
+                 competition.server_module, " or ".join(competition.data_dirs))
+        return local_gateway.run_local_gateway(predict, test_csv or competition_test_csv(competition), competition,
                                                started_at=submission.bank.started_at, out_path=out_path)
     server = getattr(module, competition.server_class)(predict)
     if is_competition_rerun():
         server.serve()
     else:
-        server.run_local_gateway((test_csv,))
+        server.run_local_gateway((test_csv or competition_test_csv(competition),))
     return server
