@@ -59,13 +59,14 @@ bench: setup
 	mkdir -p runs/bench
 	$(PY) -m eval.benchmarks.executor --repeats 10 --cells 200 --json runs/bench/executor.json
 	$(PY) -m eval.benchmarks.grader --json runs/bench/grader.json
-	$(PY) -m eval.benchmarks.throughput --config cpu-smol --problems 2 --rounds 2 --max-new-tokens 128 \
+	$(PY) -m eval.benchmarks.throughput --config cpu-smol --problems 2 --rounds 1 --max-new-tokens 128 \
 		--json runs/bench/throughput.json
 	$(PY) -m eval.benchmarks.prefix_cache --config cpu-smol --tool-format.kind tagged --problems 1 \
-		--json runs/bench/prefix_cache_tagged.json
+		--max-new-tokens 128 --json runs/bench/prefix_cache_tagged.json
 	test -f $(TINY_GPT_OSS)/config.json || $(PY) -m train tiny-model --arch gpt-oss --out $(TINY_GPT_OSS)
 	$(PY) -m eval.benchmarks.prefix_cache --config cpu-smol --tool-format.kind harmony --model $(TINY_GPT_OSS) \
 		--dtype bfloat16 --max-new-tokens 32 --problems 1 --json runs/bench/prefix_cache_harmony.json
+	$(PY) -m eval.benchmarks.selection --json runs/bench/selection.json
 	$(PY) -m eval.benchmarks.summary runs/bench
 
 # Mutation testing (not CI; a few minutes on 2 cores): each mutant of the answer rules, votes,

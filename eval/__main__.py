@@ -1,7 +1,8 @@
-"""Command line: ``python -m eval {run,compare}``.
+"""Command line: ``python -m eval {run,compare,select}``.
 
     python -m eval run --split aime --config cpu-smol [--model PATH] [--limit K] [--seeds 1,2,3]
     python -m eval compare RUN_A RUN_B
+    python -m eval select RUN_DIR [RUN_DIR ...] [--table FILE] [--methods ...] [--k ...] [--out DIR]
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
+from eval.selection import cli as select
 from kit.config import add_config_flags, config_overrides
 
 
@@ -30,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare = commands.add_parser("compare", help="Two run directories side by side, with per-problem flips.")
     compare.add_argument("run_a", type=Path)
     compare.add_argument("run_b", type=Path)
+    select.make_parser(commands)
     return parser
 
 
@@ -52,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
 
             print(compare_runs(args.run_a, args.run_b))
             return 0
+        if args.command == "select":
+            return select.main(args)
         return run(args)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -66,17 +66,31 @@ def last_boxed(text: str) -> str | None:
     return None
 
 
+# Longer than any marker _BOXED matches ("\\boxed", "\\fbox"), so a marker split between pieces is seen whole.
+_MARKER_CHARS = 8
+
+
 class FirstBoxedWatch:
     """Reads a generation step as it streams and says when a complete ``\\boxed{...}`` has been
-    written (``KitConfig.stop_at_first_answer``). Checked only when a piece brings a closing
-    brace, so a long step costs one scan per brace, not per token."""
+    written (``KitConfig.stop_at_first_answer``). Linear in the step's length: before the first
+    marker only the last few characters are kept (a marker may straddle two pieces); from the
+    marker on, the text after it is checked when a piece brings a closing brace."""
 
     def __init__(self) -> None:
-        self.text = ""
+        self.tail = ""  # before a marker: the last characters, where a split marker may start
+        self.text: str | None = None  # from the first marker on
 
     def feed(self, piece: str) -> bool:
-        self.text += piece
-        return "}" in piece and _BOXED.search(self.text) is not None and last_boxed(self.text) is not None
+        if self.text is None:
+            window = self.tail + piece
+            marker = _BOXED.search(window)
+            if marker is None:
+                self.tail = window[-_MARKER_CHARS:]
+                return False
+            self.text, piece = window[marker.start():], window[marker.start():]
+        else:
+            self.text += piece
+        return "}" in piece and last_boxed(self.text) is not None
 
 
 _NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?")

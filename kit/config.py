@@ -10,7 +10,9 @@
 - ``vote`` (``VoteConfig``): how the finished candidates' answers become one (``kit.voting``);
 - ``speculative`` (``SpeculativeConfig``): vLLM's speculative decoding (``kit.engine``);
 - ``time_policy`` (``TimePolicyConfig``): per-problem time in a competition run
-  (``kit.kaggle.time_bank``).
+  (``kit.kaggle.time_bank``);
+- ``reward_model`` (``RewardModelConfig``) and ``genselect`` (``GenSelectConfig``): selection
+  that needs a model (``kit.reward``, ``kit.genselect``).
 
 The defaults are Numina's AIMO-1 SC-TIR settings on a GPU (N=48 samples, M=4 code rounds,
 temperature 0.8, 2048 new tokens per step); ``cpu-smol.yaml`` shrinks them for the
@@ -91,9 +93,10 @@ class ToolFormatConfig:
 class VoteConfig:
     """How finished candidates' answers become the submitted one (``kit.voting.cast_vote``)."""
 
-    method: str = field(default="majority", metadata={"help": f"One of {list(VOTE_METHODS)}: majority (count), entropy (each answer weighs the sum over its candidates of 1 / mean token entropy: AIMO-3's 1st place), combined (vote share plus confidence_weight times the answer's mean confidence exp(-entropy of its last tail_tokens tokens): AIMO-3's 2nd place). entropy and combined need logprobs > 0."})
+    method: str = field(default="majority", metadata={"help": f"One of {list(VOTE_METHODS)}: majority (count), entropy (each answer weighs the sum over its candidates of 1 / mean token entropy: AIMO-3's 1st place), combined (vote share plus confidence_weight times the answer's mean confidence exp(-entropy of its last tail_tokens tokens): AIMO-3's 2nd place). entropy and combined need logprobs > 0; rm (an outcome reward model's scores, reward_model section) needs reward_model.path."})
     confidence_weight: float = field(default=1.0, metadata={"help": "combined only: weight of the confidence term beside the vote share (0: majority by share)."})
     tail_tokens: int = field(default=256, metadata={"help": "Tokens at a candidate's end over which its tail entropy is taken (recorded in traces; the combined vote's confidence)."})
+    rm_aggregate: str = field(default="best", metadata={"help": "rm only. best: the answer of the highest-scored candidate wins (Qwen2.5-Math's RM@k); sum: each answer weighs the sum of sigmoid(score) of its candidates (a score-weighted vote)."})
 
     def __post_init__(self) -> None:
         if self.method not in VOTE_METHODS:
@@ -102,6 +105,43 @@ class VoteConfig:
             raise ValueError(f"vote.confidence_weight: must be >= 0, got {self.confidence_weight}")
         if self.tail_tokens < 1:
             raise ValueError(f"vote.tail_tokens: must be at least 1, got {self.tail_tokens}")
+        if self.rm_aggregate not in ("best", "sum"):
+            raise ValueError(f"vote.rm_aggregate: {self.rm_aggregate!r} is not best or sum")
+
+
+@dataclass
+class RewardModelConfig:
+    """An outcome reward model that scores each finished candidate (``kit/reward.py``), for
+    ``vote.method: rm``; served by vLLM's pooling runner beside the policy model."""
+
+    path: str = field(default="", metadata={"help": "Folder of a sequence-classification reward model (one score per sequence); empty: none."})
+    gpu_memory_utilization: float = field(default=0.1, metadata={"help": "Share of device memory the reward model's engine may take (on CPU as for the policy's: kit/engine.py)."})
+    max_model_len: int = field(default=4096, metadata={"help": "Tokens of problem + trace the reward model reads (longer traces keep their end: the answer)."})
+
+    def __post_init__(self) -> None:
+        if not 0 < self.gpu_memory_utilization <= 1 or self.max_model_len < 16:
+            raise ValueError("reward_model: need 0 < gpu_memory_utilization <= 1 and max_model_len >= 16")
+
+
+GENSELECT_MODES = ("override", "tiebreak")
+
+
+@dataclass
+class GenSelectConfig:
+    """Generative selection (NeMo-Skills' GenSelect, ``kit/genselect.py``): after the vote, the policy
+    model reads the distinct answers' shortest solutions and names the best one."""
+
+    enabled: bool = field(default=False, metadata={"help": "Run GenSelect after the candidates finish (when two or more distinct answers voted)."})
+    mode: str = field(default="override", metadata={"help": f"One of {list(GENSELECT_MODES)}: override (its pick is the answer), tiebreak (it decides only between answers tied at the top of the vote)."})
+    solution_chars: int = field(default=1500, metadata={"help": "Characters of each answer's shortest solution shown (head and tail kept)."})
+    max_tokens: int = field(default=1024, metadata={"help": "Tokens the model may write to choose."})
+    reserve_s: float = field(default=20.0, metadata={"help": "Started only if this long is left before the problem's deadline (it is cancelled at the deadline and the vote stands)."})
+
+    def __post_init__(self) -> None:
+        if self.mode not in GENSELECT_MODES:
+            raise ValueError(f"genselect.mode: {self.mode!r} is not one of {list(GENSELECT_MODES)}")
+        if self.solution_chars < 1 or self.max_tokens < 1 or self.reserve_s < 0:
+            raise ValueError("genselect: need solution_chars >= 1, max_tokens >= 1, reserve_s >= 0")
 
 
 SPECULATIVE_METHODS = ("", "ngram", "eagle3")
@@ -164,6 +204,7 @@ class KitConfig:
     seed: int = field(default=0, metadata={"help": "Engine-wide sampling seed (per-request seeds crash vLLM's CPU worker)."})
     data_parallel_size: int = field(default=1, metadata={"help": "Model replicas (vLLM's data-parallel mode; requests are spread over them): for sampling KTO or rejection-sampling data at scale."})
     load_format: str = field(default="auto", metadata={"help": "vLLM load format; 'dummy' gives random weights from config.json, to time the engine on a real architecture without its weights."})
+    block_size: int = field(default=0, metadata={"help": "Tokens per KV-cache block; 0: vLLM's default (16 on CUDA, 128 on CPU). Only whole blocks are shared by prefix caching, so on CPU 32 lets candidates share short prompts (measured: hit rate 54% -> 83% on cpu-smol's prompts)."})
     kv_cache_dtype: str = field(default="auto", metadata={"help": "vLLM KV-cache dtype: auto (the model's), fp8 / fp8_e4m3 (half the memory per token on H100: AIMO-3's winners)."})
     async_scheduling: bool = field(default=False, metadata={"help": "true: ask for vLLM's asynchronous scheduling (the next step is scheduled while the GPU runs this one; GPU only, not with ngram drafts); false: leave it to vLLM, which in 0.32 turns it on wherever it is supported."})
     warm_page_cache: bool = field(default=False, metadata={"help": "Read the model's weight files once before the engine starts, so vLLM loads from the page cache (minutes saved on Kaggle's network disks): kit/page_cache.py."})
@@ -191,6 +232,8 @@ class KitConfig:
     problem_time_s: float = field(default=600.0, metadata={"help": "Wall-clock limit per problem; at the deadline the vote is taken over what finished."})
     engine_restart_window_s: float = field(default=600.0, metadata={"help": "A dead engine is restarted (inside the problem's time), unless it died within this many seconds of its previous death: then every later problem answers the fallback."})
     vote: VoteConfig = field(default_factory=VoteConfig, metadata={"help": "Answer selection: a vote: mapping of VoteConfig fields (above)."})
+    reward_model: RewardModelConfig = field(default_factory=RewardModelConfig, metadata={"help": "An outcome reward model for vote.method rm: a reward_model: mapping of RewardModelConfig fields (above)."})
+    genselect: GenSelectConfig = field(default_factory=GenSelectConfig, metadata={"help": "Generative selection after the vote: a genselect: mapping of GenSelectConfig fields (above)."})
     time_policy: TimePolicyConfig = field(default_factory=TimePolicyConfig, metadata={"help": "Competition runs: a time_policy: mapping of TimePolicyConfig fields (above)."})
     # --- executor -------------------------------------------------------------------
     executor: ExecutorConfig = field(default_factory=ExecutorConfig, metadata={"help": "The code sandbox: an executor: mapping of ExecutorConfig fields (above)."})
@@ -204,7 +247,9 @@ class KitConfig:
             raise ValueError(f"profile: {self.profile!r} is not one of {sorted(PROFILES)}")
         if self.mode not in ("async", "lockstep"):
             raise ValueError(f"mode: {self.mode!r} is not 'async' or 'lockstep'")
-        if self.vote.method != "majority" and self.logprobs < 1:
+        if self.vote.method == "rm" and not self.reward_model.path:
+            raise ValueError("vote.method: rm weighs answers by a reward model's scores: set reward_model.path")
+        if self.vote.method in ("entropy", "combined") and self.logprobs < 1:
             raise ValueError(f"vote.method: {self.vote.method} weighs answers by token entropy, which needs logprobs >= 1 "
                              f"(got {self.logprobs})")
         if self.top_k < 0 or not 0 <= self.min_p < 1:
@@ -212,8 +257,8 @@ class KitConfig:
         if self.async_scheduling and self.speculative.method == "ngram":
             raise ValueError("async_scheduling: vLLM 0.32 schedules asynchronously with EAGLE drafts only, not with "
                              "speculative.method ngram; set one of them off")
-        if self.max_candidate_tokens < 0 or self.logprobs < 0:
-            raise ValueError("max_candidate_tokens and logprobs: must be >= 0")
+        if self.max_candidate_tokens < 0 or self.logprobs < 0 or self.block_size < 0:
+            raise ValueError("max_candidate_tokens, logprobs and block_size: must be >= 0")
         if isinstance(self.early_stop, str):
             self.early_stop = [s for s in self.early_stop.split(",") if s.strip()]
         parse_rules(self.early_stop)  # fail now, naming the bad rule
@@ -237,7 +282,8 @@ class KitConfig:
 
 # The fields of KitConfig that are sections: a mapping in YAML, ``--<section>.<field>`` flags.
 SECTIONS = {"executor": ExecutorConfig, "tool_format": ToolFormatConfig, "vote": VoteConfig,
-            "speculative": SpeculativeConfig, "time_policy": TimePolicyConfig}
+            "speculative": SpeculativeConfig, "time_policy": TimePolicyConfig, "reward_model": RewardModelConfig,
+            "genselect": GenSelectConfig}
 
 
 def check_fields(cls: type, values: object, where: str) -> None:

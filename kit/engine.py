@@ -73,6 +73,8 @@ class Engine(Protocol):
 
     def prompt_ids(self, problem: str) -> list[int]: ...
 
+    def chat_ids(self, message: str) -> list[int]: ...
+
     async def generate(self, token_ids: list[int], max_tokens: int, request_id: str) -> GenerationStep: ...
 
     def shutdown(self) -> None: ...
@@ -134,21 +136,29 @@ def _cpu_memory() -> tuple[int, int] | None:
     return info.available_memory, info.total_memory
 
 
-def engine_args(cfg: KitConfig, model_path: str):
+def fit_memory_share(fraction: float) -> float:
+    """A ``gpu_memory_utilization`` as vLLM can get it here: unchanged on GPU; on CPU at most
+    ``CPU_SHARE_OF_AVAILABLE`` of the memory available now (warned). Shared by the policy's
+    engine and the reward model's (``kit.reward``)."""
+    memory = _cpu_memory()
+    if memory is None:
+        return fraction
+    share = cpu_memory_share(fraction, *memory)
+    if share < fraction:
+        log.warning("gpu_memory_utilization %.2f of %.1f GiB is more than vLLM can get on CPU (%.1f GiB "
+                    "available): using %.2f (%.0f%% of what is available)", fraction,
+                    memory[1] / 2**30, memory[0] / 2**30, share, 100 * CPU_SHARE_OF_AVAILABLE)
+    return share
+
+
+def engine_args(cfg: KitConfig, model_path: str, step_details: bool = False):
     """vLLM's ``AsyncEngineArgs`` for a config fitted to the model and the machine (see the
-    module's docstring; the rest is checked by vLLM when the engine starts)."""
+    module's docstring; the rest is checked by vLLM when the engine starts). ``step_details``: vLLM
+    times each engine step for the stat loggers (benchmarks)."""
     import torch
     from vllm import AsyncEngineArgs
 
     cfg = fit_context(cfg, model_path)
-    memory = _cpu_memory()
-    if memory is not None:
-        share = cpu_memory_share(cfg.gpu_memory_utilization, *memory)
-        if share < cfg.gpu_memory_utilization:
-            log.warning("gpu_memory_utilization %.2f of %.1f GiB is more than vLLM can get on CPU (%.1f GiB "
-                        "available): using %.2f (%.0f%% of what is available)", cfg.gpu_memory_utilization,
-                        memory[1] / 2**30, memory[0] / 2**30, share, 100 * CPU_SHARE_OF_AVAILABLE)
-            cfg = dataclasses.replace(cfg, gpu_memory_utilization=share)
     return AsyncEngineArgs(
         model=model_path,
         dtype=cfg.dtype,
@@ -156,17 +166,19 @@ def engine_args(cfg: KitConfig, model_path: str):
         load_format=cfg.load_format,
         tensor_parallel_size=cfg.tensor_parallel_size or max(1, torch.cuda.device_count()),
         data_parallel_size=cfg.data_parallel_size,
-        gpu_memory_utilization=cfg.gpu_memory_utilization,
+        gpu_memory_utilization=fit_memory_share(cfg.gpu_memory_utilization),
         max_model_len=cfg.max_model_len,
         max_num_seqs=cfg.max_num_seqs,
         enable_prefix_caching=cfg.enable_prefix_caching,
         enforce_eager=cfg.enforce_eager,
         seed=cfg.seed,
         kv_cache_dtype=cfg.kv_cache_dtype,
+        block_size=cfg.block_size or None,
         async_scheduling=True if cfg.async_scheduling else None,  # None: vLLM decides (module docstring)
         speculative_config=speculative_config(cfg.speculative),
         skip_tokenizer_init=cfg.tool_format.kind == "harmony",
-        disable_log_stats=True,
+        disable_log_stats=True,  # stat loggers given to VllmEngine turn vLLM's stats on
+        enable_logging_iteration_details=step_details,
     )
 
 
@@ -197,7 +209,9 @@ class VllmEngine:
     With ``stop_at_first_answer`` a step streams (vLLM's DELTA outputs) and is cut, its request
     aborted, as soon as a complete ``\\boxed{}`` has been written."""
 
-    def __init__(self, cfg: KitConfig, model_path: str):
+    def __init__(self, cfg: KitConfig, model_path: str, stat_loggers: list | None = None):
+        """``stat_loggers``: vLLM stat-logger factories (``vllm.v1.metrics.loggers``; the benchmarks'
+        counters). With any, vLLM collects its scheduler stats and times each step for them."""
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
@@ -226,7 +240,8 @@ class VllmEngine:
             self.tokenizer = AutoTokenizer.from_pretrained(model_path)
         if cfg.warm_page_cache:
             warm_page_cache(model_path)
-        self.engine = AsyncLLM.from_engine_args(engine_args(self.cfg, model_path))
+        self.engine = AsyncLLM.from_engine_args(engine_args(self.cfg, model_path, step_details=bool(stat_loggers)),
+                                                stat_loggers=stat_loggers)
 
     @property
     def errored(self) -> bool:
@@ -259,10 +274,19 @@ class VllmEngine:
         return self.harmony.decode(token_ids) if self.harmony is not None else self.tokenizer.decode(token_ids)
 
     def prompt_ids(self, problem: str) -> list[int]:
+        """A problem's prompt: the config's template and system prompt, in the model's chat format."""
         if self.harmony is not None:
             return self.harmony.prompt_ids(problem)
         messages = chat_messages(problem, self.cfg.prompt_template, self.cfg.system_prompt)
         text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return self.encode(text)
+
+    def chat_ids(self, message: str) -> list[int]:
+        """A chat of one user ``message`` as is (no template, no system prompt): GenSelect's."""
+        if self.harmony is not None:
+            return self.harmony.prompt_ids(message, template="{problem}", instructions="")
+        text = self.tokenizer.apply_chat_template([{"role": "user", "content": message}], tokenize=False,
+                                                  add_generation_prompt=True)
         return self.encode(text)
 
     async def generate(self, token_ids: list[int], max_tokens: int, request_id: str) -> GenerationStep:
@@ -295,21 +319,31 @@ class VllmEngine:
                     # Closing the stream aborts the request; shielded, so a cancellation landing
                     # here cannot leave it generating.
                     await asyncio.shield(stream.aclose())
-                return GenerationStep(ids, "".join(text), "answer", None, entropies)
+                return GenerationStep(ids, self._text(ids, text), "answer", None, entropies)
         stop = completion.stop_reason
         return GenerationStep(
             token_ids=ids,
-            text="".join(text),
+            text=self._text(ids, text),
             finish_reason=completion.finish_reason or "stop",
             stop_string=stop if isinstance(stop, str) else None,
             entropies=entropies,
         )
 
+    def _text(self, ids: list[int], pieces: list[str]) -> str:
+        # Harmony decodes the whole step: pieces decoded one delta at a time split multi-byte characters.
+        return self.harmony.decode(ids) if self.harmony is not None else "".join(pieces)
+
     def shutdown(self) -> None:
-        engine, self.engine = self.engine, None
-        if engine is not None:
-            engine.shutdown()
-            # AsyncLLM.__del__ shuts down again; let it run now, while the modules it uses
-            # still exist, rather than at interpreter exit where it raises.
-            del engine
-            gc.collect()
+        shutdown_async_llm(self)
+
+
+def shutdown_async_llm(owner) -> None:
+    """Shut down ``owner.engine``, a vLLM ``AsyncLLM`` (None: nothing to do), here and now, and
+    set it to None. Taken from its owner here, so that this frame holds the last reference."""
+    engine, owner.engine = owner.engine, None
+    if engine is not None:
+        engine.shutdown()
+        # AsyncLLM.__del__ shuts down again; let it run now, while the modules it uses
+        # still exist, rather than at interpreter exit where it raises.
+        del engine
+        gc.collect()

@@ -27,7 +27,9 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from kit import genselect
 from kit.answers import AnswerProfile, last_boxed, last_number
 from kit.confidence import EntropyTrace
 from kit.config import KitConfig
@@ -35,6 +37,9 @@ from kit.engine import Engine
 from kit.sandbox.pool import ExecutorPool, Session
 from kit.toolcalls import Finish, KeepWriting, ToolFormat, make_format
 from kit.voting import Vote, VoteResult, cast_vote, first_firing_rule
+
+if TYPE_CHECKING:  # kit.reward imports vLLM when it builds its engine; the loop only calls it
+    from kit.reward import RewardScorer
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +75,7 @@ class Candidate:
     generation_s: float = 0.0
     execution_s: float = 0.0
     finished_at_s: float | None = None  # since the problem started
+    reward_score: float | None = None  # the outcome reward model's score of its trace (vote.method rm)
 
     def graded_answer(self, profile: AnswerProfile) -> str | None:
         """The text a grader judges against the gold answer, None when the candidate did not
@@ -91,6 +97,8 @@ class ProblemResult:
     time_limit_s: float
     stop_reason: str  # all_finished | early_stop:<rule> | deadline | error
     used_fallback: bool
+    selected_by: str = "vote"  # what picked the answer: vote (vote.method says how) or genselect
+    genselect_judgment: str | None = None  # GenSelect's reply, when it ran
 
 
 def votes_in_finish_order(candidates: list[Candidate], until_s: float | None = None) -> list[Vote]:
@@ -99,7 +107,7 @@ def votes_in_finish_order(candidates: list[Candidate], until_s: float | None = N
     in eval's replay of them). Taken from the candidates rather than from finished tasks,
     since a candidate that has ended may still be closing its session."""
     ended = [c for c in candidates if c.status == "answered" and (until_s is None or c.finished_at_s <= until_s)]
-    return [Vote(c.index, c.answer, c.mean_entropy, c.tail_entropy)
+    return [Vote(c.index, c.answer, c.mean_entropy, c.tail_entropy, c.reward_score)
             for c in sorted(ended, key=lambda c: (c.finished_at_s, c.index))]
 
 
@@ -136,8 +144,13 @@ class ProblemRun:
     the timers in kit/solver.py's docstring."""
 
     def __init__(self, problem_id: str, prompt_ids: list[int], cfg: KitConfig, engine: Engine,
-                 pool: ExecutorPool, time_limit_s: float, clock: Callable[[], float] = time.monotonic):
+                 pool: ExecutorPool, time_limit_s: float, clock: Callable[[], float] = time.monotonic,
+                 problem: str = "", reward: RewardScorer | None = None):
+        """``problem``: its text, which the reward model and GenSelect read; ``reward``: the scorer
+        of ``vote.method: rm`` (kit/reward.py)."""
         self.problem_id = problem_id
+        self.problem = problem
+        self.reward = reward
         self.format: ToolFormat = make_format(cfg, engine.encode)
         self.prompt_ids = prompt_ids
         self.cfg = cfg
@@ -207,8 +220,8 @@ class ProblemRun:
                     c.mean_entropy, c.tail_entropy = entropy.mean(), entropy.tail_mean()
                 action = self.format.after_step(c.text, step)
                 if isinstance(action, Finish):
-                    if action.reason == "length" and limit == "token_budget" and len(step.token_ids) >= budget:
-                        action = Finish("token_budget")
+                    if action.reason == "length" and limit != "step" and len(step.token_ids) >= budget:
+                        action = Finish(limit)  # cut by the candidate's budget or the context, not the step's
                     return self._end(c, action)
                 if isinstance(action, KeepWriting):
                     continue
@@ -238,7 +251,7 @@ class ProblemRun:
         if how.reason == "eos" and c.boxed is None and self.cfg.answer_from_code_output and c.cells \
                 and c.cells[-1].error is None:
             answer, source = self.profile.parse(last_number(c.cells[-1].output)), "code_output"
-        if how.reason in ("length", "token_budget"):
+        if how.reason in ("length", "token_budget", "context_full"):
             c.status, c.reason = "pruned", how.reason  # a truncated solution is not trusted
         elif answer is not None and how.reason in ("eos", "answer"):
             c.status, c.reason, c.answer, c.answer_source = "answered", "answer", answer, source
@@ -282,14 +295,60 @@ class ProblemRun:
             if not task.cancelled() and task.exception() is not None:
                 self._failed(task, tasks[task])
         # Candidates that ended before the stop vote, also those still closing their session then.
+        voters = [c for c in candidates if c.status == "answered" and c.finished_at_s <= stopped_at_s]
+        if self.reward is not None and voters:
+            await self._within_deadline(self._score(voters), "the reward model")
         vote = cast_vote(votes_in_finish_order(candidates, until_s=stopped_at_s), self.cfg.vote)
+        answer, selected_by, judgment = vote.answer, "vote", None
+        gs = self.cfg.genselect
+        if gs.enabled and genselect.applies(vote, gs) and self.remaining_s() >= gs.reserve_s:
+            picked = await self._within_deadline(self._genselect(vote, voters), "GenSelect")
+            if picked is not None:
+                judgment, chosen = picked
+                if chosen is not None:
+                    answer, selected_by = chosen, "genselect"
         return ProblemResult(
             problem_id=self.problem_id,
-            answer=vote.answer if vote.answer is not None else self.profile.fallback,
+            answer=answer if answer is not None else self.profile.fallback,
             vote=vote,
             candidates=candidates,
             elapsed_s=self.clock() - self.started,
             time_limit_s=self.time_limit_s,
             stop_reason=stop_reason,
-            used_fallback=vote.answer is None,
+            used_fallback=answer is None,
+            selected_by=selected_by,
+            genselect_judgment=judgment,
         )
+
+    async def _within_deadline(self, work, what: str):
+        """``work``'s result, or None (logged) when it fails or the problem's deadline passes first:
+        selection that needs a model is optional, the vote stands without it."""
+        try:
+            async with asyncio.timeout(max(0.0, self.remaining_s())):
+                return await work
+        except TimeoutError:
+            log.warning("problem %s: %s did not finish before the deadline; the vote stands", self.problem_id, what)
+        except Exception as exc:  # a failing selector must not cost the problem its answer
+            log.error("problem %s: %s failed (%r); the vote stands", self.problem_id, what, exc)
+        return None
+
+    async def _score(self, voters: list[Candidate]) -> None:
+        scores = await self.reward.score(self.problem, [c.text for c in voters], f"{self.problem_id}-rm")
+        for c, score in zip(voters, scores):
+            c.reward_score = score
+
+    async def _genselect(self, vote: VoteResult, voters: list[Candidate]) -> tuple[str, str | None] | None:
+        """(GenSelect's reply, the answer it makes or None), None when the prompt does not fit."""
+        gs = self.cfg.genselect
+        solutions: dict[str, list[tuple[int, int, str]]] = {}
+        for c in voters:
+            solutions.setdefault(c.answer, []).append((c.generated_tokens, c.index, c.text))
+        options = genselect.choices(vote, solutions, gs.solution_chars)
+        ids = self.engine.chat_ids(genselect.prompt(self.problem, options))
+        budget = min(gs.max_tokens, self.cfg.max_model_len - len(ids))
+        if budget <= 0:
+            log.warning("problem %s: GenSelect's prompt (%d tokens) does not fit the context", self.problem_id, len(ids))
+            return None
+        # The selector's request takes the candidate index after the last (request ids are problem-candidate-step).
+        step = await self.engine.generate(ids, budget, f"{self.problem_id}-{self.cfg.num_samples}-0")
+        return step.text, genselect.decide(vote, options, genselect.parse_judgment(step.text, len(options)), gs)

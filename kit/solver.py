@@ -45,12 +45,16 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from kit.config import KitConfig
 from kit.engine import Engine, GenerationStep, VllmEngine, is_engine_dead
 from kit.sandbox.pool import ExecutorPool
 from kit.sctir import ProblemResult, ProblemRun
 from kit.voting import VoteResult
+
+if TYPE_CHECKING:
+    from kit.reward import RewardScorer
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +89,9 @@ class DeathWatch:
     def prompt_ids(self, problem: str) -> list[int]:
         return self.engine.prompt_ids(problem)
 
+    def chat_ids(self, message: str) -> list[int]:
+        return self.engine.chat_ids(message)
+
     async def generate(self, token_ids: list[int], max_tokens: int, request_id: str) -> GenerationStep:
         try:
             return await self.engine.generate(token_ids, max_tokens, request_id)
@@ -99,11 +106,13 @@ class DeathWatch:
 
 class Solver:
     def __init__(self, cfg: KitConfig, engine: Engine | None = None,
-                 engine_factory: Callable[[KitConfig], Engine] | None = None):
+                 engine_factory: Callable[[KitConfig], Engine] | None = None, reward: RewardScorer | None = None):
         """Starts the executor pool and the engine: ``engine`` if given, else one built by
         ``engine_factory`` (default: vLLM), which also builds the replacement of a dead engine
         (none without a factory). Build it under ``if __name__ == "__main__"``: vLLM spawns its
-        engine process; the factory runs on the solver's loop thread."""
+        engine process; the factory runs on the solver's loop thread. ``reward``: the scorer of
+        ``vote.method: rm``; default, with that method, a ``kit.reward.RewardScorer`` on
+        ``reward_model.path``."""
         if engine is None and engine_factory is None:
             engine_factory = vllm_engine
         self._engine_factory = engine_factory
@@ -121,12 +130,15 @@ class Solver:
         self._loop_thread = threading.Thread(target=self._serve_loop, name="kit-solver-loop", daemon=True)
         self._loop_thread.start()
         self.pool = ExecutorPool(cfg.executor)
+        self.reward = reward
         try:
             # The template imports sympy while the engine loads.
             self.run_coroutine(self.pool.start())
             if engine is None and engine_factory is vllm_engine:
                 self.cfg = self._fit_to_model(cfg)
             self.engine = engine if engine is not None else self.run_coroutine(self._build_engine())
+            if reward is None and cfg.vote.method == "rm":
+                self.reward = self.run_coroutine(self._build_reward_scorer())
         except BaseException:
             # A model that fails to load must not leave the sandbox template running.
             self.run_coroutine(self.pool.close())
@@ -140,6 +152,11 @@ class Solver:
         from kit.engine import fit_context
 
         return fit_context(cfg, resolve_model_path(cfg.model))
+
+    async def _build_reward_scorer(self) -> RewardScorer:
+        from kit.reward import RewardScorer
+
+        return RewardScorer(self.cfg)
 
     async def _build_engine(self) -> Engine:
         # Built on the loop's thread, so the engine's background tasks live on that loop.
@@ -212,7 +229,8 @@ class Solver:
                     started[index] = t0
                 try:
                     prompt_ids = self._prompt_ids(problem)
-                    run = ProblemRun(problem_id, prompt_ids, self.cfg, engine, self.pool, limit)
+                    run = ProblemRun(problem_id, prompt_ids, self.cfg, engine, self.pool, limit, problem=problem,
+                                     reward=self.reward)
                     # The problem's own deadline ends it; this timeout is the net under that.
                     async with asyncio.timeout(limit + SOLVE_GRACE_S):
                         result = await run.solve()
@@ -313,6 +331,8 @@ class Solver:
     async def _shutdown_engine(self) -> None:
         if self.engine is not None:  # None after a restart that failed
             self.engine.shutdown()
+        if self.reward is not None:
+            self.reward.shutdown()
 
     async def _cancel_leftover_tasks(self) -> None:
         leftover = asyncio.all_tasks() - {asyncio.current_task()}

@@ -47,7 +47,8 @@ def format_result(result: ProblemResult) -> str:
     cells = sum(len(x.cells) for x in c)
     tokens = sum(x.generated_tokens for x in c)
     lines = [
-        f"answer: {result.answer}" + ("  (fallback: no candidate gave a valid answer)" if result.used_fallback else ""),
+        f"answer: {result.answer}" + ("  (fallback: no candidate gave a valid answer)" if result.used_fallback else "")
+        + (f"  (picked by GenSelect; the vote said {result.vote.answer})" if result.selected_by == "genselect" else ""),
         f"votes: {votes}" + (f"  ({vote.method} vote)" if vote.method != "majority" else ""),
         f"time: {result.elapsed_s:.1f} s of {result.time_limit_s:.0f} s; stop: {result.stop_reason}",
         f"candidates: {len(c)} ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))}); "

@@ -11,6 +11,9 @@ each answer by the config's method (``VoteConfig.method``):
 - ``combined``: its vote share ``count / votes`` plus ``confidence_weight`` times the mean over
   its candidates of ``exp(-tail_entropy)``, the confidence of a candidate's last ``tail_tokens``
   tokens (AIMO-3's 2nd place).
+- ``rm``: an outcome reward model's scores of its candidates' traces (``kit.reward``):
+  ``rm_aggregate: best`` ranks answers by their best-scored candidate (Qwen2.5-Math's RM@k),
+  ``sum`` by the sum of ``sigmoid(score)`` (a score-weighted vote).
 
 The entropies are ``kit.confidence``'s, from the top-k logprobs; a vote that lacks the one its
 method needs (logprobs off, a scripted engine) is counted by majority instead, with a warning.
@@ -53,6 +56,7 @@ class Vote:
     answer: str
     mean_entropy: float | None = None  # mean token entropy (nats) over all its tokens
     tail_entropy: float | None = None  # mean token entropy over its last VoteConfig.tail_tokens tokens
+    reward: float | None = None  # an outcome reward model's score of its trace (kit/reward.py)
 
 
 @dataclass(frozen=True)
@@ -82,10 +86,10 @@ ENTROPY_FLOOR = 1e-6
 
 
 def has_entropy(vote: Vote, method: str) -> bool:
-    """Whether ``vote`` holds a finite value of the entropy that ``method`` (entropy or combined)
-    weighs it by: the mean for entropy, the tail mean for combined."""
-    entropy = vote.mean_entropy if method == "entropy" else vote.tail_entropy
-    return entropy is not None and math.isfinite(entropy)
+    """Whether ``vote`` holds a finite value of what ``method`` weighs it by: the mean entropy for
+    entropy, the tail mean for combined, the reward model's score for rm."""
+    value = vote.mean_entropy if method == "entropy" else vote.tail_entropy if method == "combined" else vote.reward
+    return value is not None and math.isfinite(value)
 
 
 def answer_weight(voters: list[Vote], total_votes: int, cfg: VoteConfig, method: str) -> float:
@@ -94,6 +98,10 @@ def answer_weight(voters: list[Vote], total_votes: int, cfg: VoteConfig, method:
     if method == "combined":
         confidence = math.fsum(math.exp(-v.tail_entropy) for v in voters) / len(voters)
         return len(voters) / total_votes + cfg.confidence_weight * confidence
+    if method == "rm" and cfg.rm_aggregate == "best":
+        return max(v.reward for v in voters)
+    if method == "rm":
+        return math.fsum(1 / (1 + math.exp(-v.reward)) for v in voters)
     return float(len(voters))
 
 
@@ -104,8 +112,9 @@ def cast_vote(votes: list[Vote], cfg: VoteConfig) -> VoteResult:
     method = cfg.method
     lacking = [] if method == "majority" else [v.candidate for v in votes if not has_entropy(v, method)]
     if lacking:
-        log.warning("vote.method %s: candidates %s have no usable entropy (logprobs off?); majority vote instead",
-                    method, sorted(lacking))
+        signal = "reward-model score" if method == "rm" else "entropy (logprobs off?)"
+        log.warning("vote.method %s: candidates %s have no usable %s; majority vote instead",
+                    method, sorted(lacking), signal)
         method = "majority"
     voters: dict[str, list[Vote]] = {}
     for v in sorted(votes, key=lambda v: v.candidate):
@@ -116,7 +125,7 @@ def cast_vote(votes: list[Vote], cfg: VoteConfig) -> VoteResult:
                       weights={a: weights[a] for a in ranked}, method=method)
 
 
-VOTE_METHODS = ("majority", "entropy", "combined")
+VOTE_METHODS = ("majority", "entropy", "combined", "rm")
 
 _RULE = re.compile(r"^(last:)?(\d+)/(\d+)$")
 

@@ -38,6 +38,9 @@ class ScriptedEngine:
     def prompt_ids(self, problem: str) -> list[int]:
         return self.encode(f"Problem: {problem}\nSolution: ")
 
+    def chat_ids(self, message: str) -> list[int]:
+        return self.encode(f"User: {message}\nAssistant: ")
+
     async def generate(self, token_ids: list[int], max_tokens: int, request_id: str) -> GenerationStep:
         self.requests.append(request_id)
         candidate, step = (int(x) for x in request_id.rsplit("-", 2)[1:])
@@ -116,6 +119,9 @@ class HarmonyScriptedEngine:
 
     def prompt_ids(self, problem: str) -> list[int]:
         return self.harmony.prompt_ids(problem)
+
+    def chat_ids(self, message: str) -> list[int]:
+        return self.harmony.prompt_ids(message, template="{problem}", instructions="")
 
     async def generate(self, token_ids: list[int], max_tokens: int, request_id: str) -> GenerationStep:
         self.requests.append((request_id, list(token_ids)))

@@ -1,5 +1,7 @@
 """Answer extraction and competition answer rules."""
 
+import random
+
 import pytest
 
 from kit.answers import get_profile, last_boxed, normalize_free_form, parse_integer
@@ -80,3 +82,25 @@ def test_free_form_keeps_different_answers_apart():
 def test_unknown_profile_is_refused_by_name():
     with pytest.raises(ValueError, match="aimo9"):
         get_profile("aimo9")
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_first_boxed_watch_fires_where_the_first_complete_box_ends_however_the_text_is_split(seed):
+    from kit.answers import FirstBoxedWatch
+
+    rng = random.Random(seed)
+    text = rng.choice(["We get \\boxed{12}. Then \\boxed{13}.", "a \\fbox{x^{2}} b", "\\boxed{\\frac{1}{2}} and on",
+                       "no box at all }", "\\boxed {7} done", "\\boxedx{1} then \\boxed{2}!"])
+    # Where a whole-text check first sees a complete box: the shortest prefix that has one.
+    expected = next((i for i in range(1, len(text) + 1) if "}" in text[i - 1] and last_boxed(text[:i]) is not None), None)
+    watch, seen, fired_at = FirstBoxedWatch(), 0, None
+    while seen < len(text):
+        piece = text[seen:seen + rng.randint(1, 4)]
+        seen += len(piece)
+        if watch.feed(piece):
+            fired_at = seen
+            break
+    if expected is None:
+        assert fired_at is None
+    else:  # it fires with the piece that completes the box
+        assert fired_at is not None and fired_at - 4 < expected <= fired_at

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from eval.benchmarks.meters import MeteredEngine, MeteredPool
-from eval.benchmarks.throughput import pass_order, raw_settings, replay_early_stop, run_kit
+from eval.benchmarks.throughput import decode_step_ratio, pass_order, raw_settings, replay_early_stop, run_kit
 from eval.splits import EvalProblem
 from kit.config import KitConfig, VoteConfig
 from kit.engine import GenerationStep
@@ -112,6 +112,11 @@ def test_the_benchmark_runs_end_to_end_on_the_real_engine(tmp_path):
     cache = report["async_vs_lockstep"]["async"]["prefix_cache"]
     assert cache["started_cold"] and cache["requests"] >= 2 and 0 < cache["hit_tokens"] < cache["queried_tokens"]
     assert report["kit_overhead"]["kit_cpu"]["engine_cpu_s"] > 0
+    # vLLM timed each engine step for the counters: one token per request per step, the two
+    # requests side by side, so at least as many steps as the longer one's tokens.
+    raw_steps = report["raw_engine"]["0"]["engine_steps"]
+    assert raw_steps["prefill_steps"] >= 1 and raw_steps["decode_s"] > 0
+    assert raw_steps["prefill_steps"] + raw_steps["decode_steps"] >= report["kit_overhead"]["tokens"] / 2
     text = out.with_suffix(".md").read_text()
     assert "| kit overhead" in text and "| top-5 logprobs" in text and "prefix-cache hit rate" in text
 
@@ -221,3 +226,10 @@ def test_the_passes_alternate_their_order_and_the_raw_engine_always_follows_the_
     assert pass_order([0, 5], 2) == even
     for order in (even, odd):
         assert all(order.index("async") < order.index(raw) for raw in ("raw-logprobs-0", "raw-logprobs-5"))
+
+
+def test_the_decode_step_ratio_compares_mean_step_times_and_needs_logged_steps():
+    steps = {"decode_steps": 100, "decode_s": 11.0}
+    assert decode_step_ratio(steps, {"decode_steps": 50, "decode_s": 5.0}) == 1.1
+    assert decode_step_ratio(steps, {}) is None and decode_step_ratio({}, steps) is None
+    assert decode_step_ratio(steps, {"decode_steps": 0, "decode_s": 0.0}) is None

@@ -197,7 +197,9 @@ def test_bad_section_values_are_refused_naming_the_field(section, values, messag
 def test_sampling_and_budget_fields_are_checked():
     with pytest.raises(ValueError, match="top_k must be >= 0 and min_p"):
         load_config(None, min_p=1.5)
-    with pytest.raises(ValueError, match="max_candidate_tokens and logprobs"):
+    with pytest.raises(ValueError, match="max_candidate_tokens, logprobs and block_size"):
         load_config(None, max_candidate_tokens=-1)
+    with pytest.raises(ValueError, match="block_size: must be >= 0"):
+        load_config(None, block_size=-16)
     with pytest.raises(ValueError, match="unknown ToolFormatConfig field"):
         load_config(None, tool_format={"code_start": "x"})

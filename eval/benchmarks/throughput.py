@@ -42,8 +42,8 @@ from tqdm import tqdm
 from eval import metrics
 from eval.benchmarks.cpu_meter import CpuTimes, cpu_times
 from eval.benchmarks.meters import MeteredEngine, MeteredPool, SandboxTimes
-from eval.benchmarks.prefix_cache import (CacheCounts, PrefixCacheCounter, counting_engine_factory, fitted,
-                                          reset_prefix_cache)
+from eval.benchmarks.engine_counters import EngineCounters, EngineCounts
+from eval.benchmarks.prefix_cache import counting_engine_factory, fitted, reset_prefix_cache
 from eval.benchmarks.raw_engine import RawRun, generate_fixed, run_raw
 from eval.splits import load_split
 from kit.config import VoteConfig, add_config_flags, config_overrides, load_config
@@ -60,9 +60,10 @@ EARLY_STOP_RULES = {"decided": ["decided"], "4/5": ["4/5"], "5/5": ["5/5"], "4/4
 
 @dataclasses.dataclass
 class PassCosts:
-    """What one pass cost beyond its wall time: prefix-cache counts and CPU by process group."""
+    """What one pass cost beyond its wall time: vLLM's counts (prefix cache, steps) and CPU by
+    process group."""
 
-    cache: CacheCounts
+    engine: EngineCounts
     cpu: CpuTimes
     started_cold: bool
 
@@ -70,14 +71,14 @@ class PassCosts:
 class PassMeter:
     """Runs a pass with the prefix cache emptied first, and counts what it cost."""
 
-    def __init__(self, solver: Solver, counter: PrefixCacheCounter):
+    def __init__(self, solver: Solver, counter: EngineCounters):
         self.solver, self.counter = solver, counter
 
     def run(self, work):
         cold = self.solver.run_coroutine(reset_prefix_cache(self.solver.engine))
-        cache_mark, cpu_mark = self.counter.mark(), cpu_times()
+        engine_mark, cpu_mark = self.counter.mark(), cpu_times()
         value = work()
-        return value, PassCosts(self.counter.since(cache_mark), cpu_times() - cpu_mark, cold)
+        return value, PassCosts(self.counter.since(engine_mark), cpu_times() - cpu_mark, cold)
 
 
 @dataclasses.dataclass
@@ -177,7 +178,8 @@ def kit_totals(runs: list[tuple[KitRun, PassCosts]]) -> dict:
             "reply_encode_s": round(sum(run.encode_s for run, _ in runs), 3),
             "sandbox": sum((run.sandbox for run, _ in runs), SandboxTimes()).report(),
             "cpu": sum((costs.cpu for _, costs in runs), CpuTimes()).report(),
-            "prefix_cache": cache_report([costs for _, costs in runs])}
+            "prefix_cache": cache_report([costs for _, costs in runs]),
+            "engine_steps": steps_report([costs for _, costs in runs])}
 
 
 def raw_totals(runs: list[tuple[RawRun, PassCosts]]) -> dict:
@@ -186,7 +188,8 @@ def raw_totals(runs: list[tuple[RawRun, PassCosts]]) -> dict:
     return {"wall_s": round(wall, 2), "tokens": tokens, "tokens_per_s": round(tokens / wall, 1),
             "entropy_s": round(sum(run.entropy_s for run, _ in runs), 3),
             "cpu": sum((costs.cpu for _, costs in runs), CpuTimes()).report(),
-            "prefix_cache": cache_report([costs for _, costs in runs])}
+            "prefix_cache": cache_report([costs for _, costs in runs]),
+            "engine_steps": steps_report([costs for _, costs in runs])}
 
 
 def spread(numerators: list, denominators: list) -> dict:
@@ -196,14 +199,26 @@ def spread(numerators: list, denominators: list) -> dict:
     return {"min": round(ratios[0], 3), "median": round(statistics.median(ratios), 3), "max": round(ratios[-1], 3)}
 
 
+def decode_step_ratio(steps: dict, baseline: dict) -> float | None:
+    """Mean decode-step time over the baseline's: a cost per token that prefill steps and the
+    passes' lengths do not blur (None when the engine did not log its steps)."""
+    if not steps or not baseline or not steps["decode_steps"] or not baseline["decode_steps"]:
+        return None
+    return round((steps["decode_s"] / steps["decode_steps"]) / (baseline["decode_s"] / baseline["decode_steps"]), 3)
+
+
 def cache_report(costs: list[PassCosts]) -> dict:
-    total = sum((c.cache for c in costs), CacheCounts())
-    # Prefilled: the prompt tokens the engine computed (not found in the cache).
-    return {**total.report(), "prefilled_tokens": total.queries - total.hits,
-            "started_cold": all(c.started_cold for c in costs)}
+    total = sum((c.engine for c in costs), EngineCounts())
+    return {**total.cache.report(), "started_cold": all(c.started_cold for c in costs)}
 
 
-def run_passes(solver: Solver, counter: PrefixCacheCounter, problems, rounds: int, raw_logprobs: list[int]):
+def steps_report(costs: list[PassCosts]) -> dict:
+    """The engine's steps (empty when the engine did not log them)."""
+    total = sum((c.engine for c in costs), EngineCounts()).steps
+    return total.report() if total.decode_steps + total.prefill_steps else {}
+
+
+def run_passes(solver: Solver, counter: EngineCounters, problems, rounds: int, raw_logprobs: list[int]):
     """Every problem, ``rounds`` times, through each pass (``pass_order``); the runs by pass."""
     engine = solver.engine
     metered, pool = MeteredEngine(engine), MeteredPool(solver.pool)  # between the loop and the engine, the pool
@@ -230,7 +245,7 @@ def measure(args: argparse.Namespace) -> dict:
     problems, profile = load_split(args.split, args.problems)
     overrides["profile"] = overrides["profile"] or profile
     cfg = fitted(load_config(args.config, **overrides))
-    counter = PrefixCacheCounter()
+    counter = EngineCounters()
     raw_logprobs = raw_settings(args.compare_logprobs, cfg.logprobs)
     with Solver(cfg, engine_factory=counting_engine_factory(counter)) as solver:
         engine = solver.engine
@@ -258,6 +273,7 @@ def measure(args: argparse.Namespace) -> dict:
                                                             / modes[LOCKSTEP]["tokens_per_s"], 3),
                               "target": ASYNC_TARGET},
         "logprobs_cost": {"logprobs": args.compare_logprobs, "off": off, "on": on,
+                          "decode_step_ratio": decode_step_ratio(on["engine_steps"], off["engine_steps"]),
                           "slowdown": round(on["wall_s"] / off["wall_s"], 3),
                           "per_problem_slowdown": spread(passes[raw_pass(args.compare_logprobs)], passes[raw_pass(0)]),
                           "tokens_per_s_ratio": round(on["tokens_per_s"] / off["tokens_per_s"], 3)},
@@ -274,8 +290,20 @@ def cpu_cell(cpu: dict) -> str:
     return f"{cpu['kit_process_cpu_s']} / {cpu['engine_cpu_s']} / {cpu['sandbox_cpu_s']}"
 
 
+def steps_rows(kit: dict, raw: dict) -> list[str]:
+    """The engine's steps in the kit's and the raw pass, where the engine logged them: the kit's
+    own cost to the engine is its extra steps (prefill after each code round)."""
+    if not kit or not raw:
+        return []
+    return [f"| engine steps: decode (s) / with a prefill (s, prompt tokens) | {kit['decode_steps']} "
+            f"({kit['decode_s']} s) / {kit['prefill_steps']} ({kit['prefill_s']} s, {kit['prefill_tokens']}) | "
+            f"{raw['decode_steps']} ({raw['decode_s']} s) / {raw['prefill_steps']} ({raw['prefill_s']} s, "
+            f"{raw['prefill_tokens']}) | | |"]
+
+
 def markdown(report: dict) -> str:
     o, a, lp = report["kit_overhead"], report["async_vs_lockstep"], report["logprobs_cost"]
+    baseline = report["raw_engine"][str(report["kit_logprobs"])]
     lines = [
         f"Throughput on {report['model']} ({report['config']}, {report['tool_format']} format), "
         f"{report['problems']} {report['split']} problems x {report['rounds']} rounds, N={report['num_samples']}, "
@@ -286,6 +314,7 @@ def markdown(report: dict) -> str:
         f"| kit overhead (wall, same tokens) | {o['kit_wall_s']} s | raw engine {o['raw_wall_s']} s | "
         f"{o['ratio']}x (per problem {o['per_problem']['min']}-{o['per_problem']['max']}) | <= {o['target']}x |",
         f"| CPU s: this process / engine / sandboxes | {cpu_cell(o['kit_cpu'])} | {cpu_cell(o['raw_cpu'])} | | |",
+        *steps_rows(a["async"]["engine_steps"], baseline["engine_steps"]),
         f"| async vs lockstep (wall) | {a['async']['wall_s']} s | lockstep {a['lockstep']['wall_s']} s | "
         f"{a['speedup_wall']}x faster | >= {a['target']}x |",
         f"| async vs lockstep (tokens/s) | {a['async']['tokens_per_s']} | {a['lockstep']['tokens_per_s']} | "
@@ -296,9 +325,10 @@ def markdown(report: dict) -> str:
         f"| code cells (execution time) | {a['async']['code_cells']} ({a['async']['code_execution_s']} s) | "
         f"{a['lockstep']['code_cells']} ({a['lockstep']['code_execution_s']} s) | | |",
         f"| prefix-cache hit rate (async / lockstep / raw) | {rate(a['async']['prefix_cache'])} | "
-        f"{rate(a['lockstep']['prefix_cache'])} / raw {rate(report['raw_engine']['0']['prefix_cache'])} | | |",
+        f"{rate(a['lockstep']['prefix_cache'])} / raw {rate(baseline['prefix_cache'])} | | |",
         f"| top-{lp['logprobs']} logprobs vs none (raw engine, same tokens: tokens/s) | {lp['on']['tokens_per_s']} | "
-        f"{lp['off']['tokens_per_s']} | {lp['tokens_per_s_ratio']}x ({lp['slowdown']}x the wall) | |",
+        f"{lp['off']['tokens_per_s']} | {lp['tokens_per_s_ratio']}x ({lp['slowdown']}x the wall; decode steps "
+        f"{lp['decode_step_ratio']}x as long) | |",
         "",
         "| early-stop rules | fired | tokens saved | time saved | same answer as the full vote |",
         "|---|---|---|---|---|",

@@ -70,18 +70,24 @@ class HarmonyFormat:
         self.stop_tokens = (self.call_token, self.return_token)
 
     # --- rendering ------------------------------------------------------------------------
-    def prompt_ids(self, problem: str) -> list[int]:
+    def prompt_ids(self, problem: str, template: str | None = None, instructions: str | None = None) -> list[int]:
+        """The conversation for ``problem`` rendered for completion; ``template`` and
+        ``instructions`` (the developer message) default to the config's prompt_template and
+        system_prompt."""
         from openai_harmony import (Conversation, DeveloperContent, Message, ReasoningEffort, Role,
                                     SystemContent)
+
+        template = self.cfg.prompt_template if template is None else template
+        instructions = self.cfg.system_prompt if instructions is None else instructions
 
         effort = {"low": ReasoningEffort.LOW, "medium": ReasoningEffort.MEDIUM,
                   "high": ReasoningEffort.HIGH}[self.cfg.tool_format.reasoning_effort]
         messages = [Message.from_role_and_content(
             Role.SYSTEM, SystemContent.new().with_reasoning_effort(effort).with_python_tool())]
-        if self.cfg.system_prompt:
+        if instructions:
             messages.append(Message.from_role_and_content(
-                Role.DEVELOPER, DeveloperContent.new().with_instructions(self.cfg.system_prompt)))
-        messages.append(Message.from_role_and_content(Role.USER, render_prompt(problem, self.cfg.prompt_template)))
+                Role.DEVELOPER, DeveloperContent.new().with_instructions(instructions)))
+        messages.append(Message.from_role_and_content(Role.USER, render_prompt(problem, template)))
         return list(self.encoding.render_conversation_for_completion(Conversation.from_messages(messages),
                                                                      Role.ASSISTANT))
 
