@@ -98,6 +98,15 @@ def markdown(report: dict) -> str:
             f"{c['hit_tokens']} of {c['queried_tokens']} prompt tokens from the cache ({rate}).\n")
 
 
+def publish(report: dict, text: str, json_path: Path | None) -> None:
+    """Print a benchmark's markdown and, given a path, write its JSON there and the markdown beside it."""
+    print(text)
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(report, indent=2) + "\n")
+        json_path.with_suffix(".md").write_text(text)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="cpu-smol", help="Kit config: a path or a name in kit/configs.")
@@ -107,12 +116,7 @@ def main(argv: list[str] | None = None) -> dict:
     add_config_flags(parser)
     args = parser.parse_args(argv)
     report = measure(args)
-    text = markdown(report)
-    print(text)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        args.json.with_suffix(".md").write_text(text)
+    publish(report, markdown(report), args.json)
     return report
 
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import statistics
 import time
 from pathlib import Path
@@ -43,7 +42,7 @@ from eval import metrics
 from eval.benchmarks.cpu_meter import CpuTimes, cpu_times
 from eval.benchmarks.meters import MeteredEngine, MeteredPool, SandboxTimes
 from eval.benchmarks.engine_counters import EngineCounters, EngineCounts
-from eval.benchmarks.prefix_cache import counting_engine_factory, fitted, reset_prefix_cache
+from eval.benchmarks.prefix_cache import counting_engine_factory, fitted, publish, reset_prefix_cache
 from eval.benchmarks.raw_engine import RawRun, generate_fixed, run_raw
 from eval.splits import load_split
 from kit.config import VoteConfig, add_config_flags, config_overrides, load_config
@@ -354,12 +353,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.compare_logprobs < 1:
         parser.error(f"--compare-logprobs: must be at least 1, got {args.compare_logprobs}")
     report = measure(args)
-    text = markdown(report)
-    print(text)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        args.json.with_suffix(".md").write_text(text)
+    publish(report, markdown(report), args.json)
     return report
 
 
