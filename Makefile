@@ -35,14 +35,17 @@ test: setup
 test-fast: $(INSTALLED)
 	$(PY) -m pytest -q -m "not engine"
 
-# The training chain on CPU in minutes: tiny model, CoT SFT, TIR SFT, KTO data sampled with
-# the kit, KTO, 4-bit GPTQ, then the kit solves with the result.
+# The whole self-improvement loop on CPU in minutes: tiny model, CoT SFT, TIR SFT, sample with
+# the kit, select (diversity), RFT SFT, DPO, KTO, 4-bit GPTQ, then the kit solves with the result.
 SMOKE := runs/train/smoke
 train-smoke: setup
 	$(PY) -m train tiny-model --out runs/train/tiny-model
 	$(PY) -m train sft --config train/recipes/smoke/sft_cot.yaml
 	$(PY) -m train sft --config train/recipes/smoke/sft_tir.yaml
-	$(PY) -m train kto-data --config train/recipes/smoke/kto_data.yaml
+	$(PY) -m train sample --config train/recipes/smoke/sample.yaml
+	$(PY) -m train select --config train/recipes/smoke/select.yaml
+	$(PY) -m train sft --config train/recipes/smoke/sft_rft.yaml
+	$(PY) -m train dpo --config train/recipes/smoke/dpo.yaml
 	$(PY) -m train kto --config train/recipes/smoke/kto.yaml
 	$(PY) -m train quantize --config train/recipes/smoke/quantize.yaml
 	# vLLM runs GPTQ on CPU in bf16/fp16 only.

@@ -16,7 +16,12 @@ early-stop rules are replayed on them (eval.metrics.replay_early_stop) for the s
 Lines are appended problem by problem (samples first, then the problem line, flushed and
 synced), so a killed run resumes where it stopped with ``--resume``: finished problems are
 kept, a half-written last line is dropped. Files that are rewritten are replaced atomically
-(eval.runs.replace_file).
+(eval.runs.replace_file). With several problems in flight (``run_split(in_flight=...)``, what
+``python -m train sample`` uses to keep a large batch busy) problems are solved in chunks and
+a chunk's problems are appended when the chunk returns, so a kill loses at most that chunk.
+
+``python -m train sample`` writes the same directory for training data; problem lines carry the
+problem text (``problem``) so that prompts can be rebuilt from the directory alone.
 """
 
 from __future__ import annotations
@@ -119,7 +124,7 @@ def grade_result(grader: Grader, seed: int, problem: EvalProblem, result: Proble
     full_vote = vote_record(grader, problem, candidates, result.vote, profile)
     early = replay_early_stop(candidates, rules, vote)
     problem_record = {
-        "seed": seed, "problem_id": problem.id, "gold": problem.answer,
+        "seed": seed, "problem_id": problem.id, "gold": problem.answer, "problem": problem.problem,
         **(vote_record(grader, problem, candidates, early.vote, profile) if early else full_vote),
         "stop_reason": f"early_stop:{early.rule}" if early else result.stop_reason,
         "stopped_at_s": early.stopped_at_s if early else result.elapsed_s,
@@ -132,10 +137,18 @@ def grade_result(grader: Grader, seed: int, problem: EvalProblem, result: Proble
     return problem_record, candidate_records
 
 
+def statistics_record(record: dict) -> dict:
+    """A candidate record without its text and code: what the summary reads, kept in memory for
+    the whole run (a sampling run of many problems would not fit with the traces)."""
+    cells = [{"error": cell["error"], "timed_out": cell["timed_out"]} for cell in record["cells"]]
+    return {**{k: v for k, v in record.items() if k != "text"}, "cells": cells}
+
+
 def run_split(split: str, problems: list[EvalProblem], cfg: KitConfig, seeds: list[int], out: Path,
               model_path: str, make_solver: Callable[[KitConfig], object], resume: bool = False,
-              force: bool = False) -> dict:
-    """Solve every (seed, problem) not yet in ``out``, then write summary and report."""
+              force: bool = False, in_flight: int = 1, progress_label: str = "eval") -> dict:
+    """Solve every (seed, problem) not yet in ``out``, ``in_flight`` problems at once, then write
+    summary and report."""
     prepare_run_dir(out, run_identity(split, problems, seeds, cfg, model_path), resume, force)
     problem_records = read_complete_lines(out / "problems.jsonl", repair=True)
     done = {(r["seed"], r["problem_id"]) for r in problem_records}
@@ -143,11 +156,15 @@ def run_split(split: str, problems: list[EvalProblem], cfg: KitConfig, seeds: li
     # rewritten, which also drops a half-written line; beside itself, so a kill loses nothing).
     candidate_records = [c for c in read_complete_lines(out / "samples.jsonl") if (c["seed"], c["problem_id"]) in done]
     replace_file(out / "samples.jsonl", json_lines(candidate_records))
+    candidate_records = [statistics_record(c) for c in candidate_records]
     profile, rules = get_profile(cfg.profile), parse_rules(cfg.early_stop)
 
     todo = [(seed, p) for seed in seeds for p in problems if (seed, p.id) not in done]
     correct = sum(r["correct"] for r in problem_records)
-    progress = tqdm(total=len(seeds) * len(problems), initial=len(done), desc=f"eval {split}", unit="problem")
+    progress = tqdm(total=len(seeds) * len(problems), initial=len(done), desc=f"{progress_label} {split}", unit="problem")
+    # Several rounds of in_flight problems per chunk: the batch stays full, a slow problem holds
+    # back only its own chunk, and a kill loses at most one chunk.
+    chunk = 1 if in_flight <= 1 else 4 * in_flight
     with Grader() as grader:
         for seed in seeds:
             seed_todo = [p for s, p in todo if s == seed]
@@ -156,19 +173,28 @@ def run_split(split: str, problems: list[EvalProblem], cfg: KitConfig, seeds: li
             # vLLM takes its sampling seed at engine start (per-request seeds crash on CPU). No early
             # stop: every sample finishes for pass@k and maj@k, and the config's rules are replayed.
             with make_solver(dataclasses.replace(cfg, seed=seed, early_stop=[])) as solver:
-                for problem in seed_todo:
-                    result = solver.solve(problem.problem, problem.id)
-                    problem_record, records = grade_result(grader, seed, problem, result, profile, rules, cfg.vote)
-                    append_lines(out / "samples.jsonl", records)
-                    append_lines(out / "problems.jsonl", [problem_record])
-                    problem_records.append(problem_record)
-                    candidate_records.extend(records)
-                    correct += problem_record["correct"]
-                    progress.update()
+                for start in range(0, len(seed_todo), chunk):
+                    batch = seed_todo[start:start + chunk]
+                    if in_flight <= 1:
+                        results = [solver.solve(batch[0].problem, batch[0].id)]
+                    else:
+                        results = solver.solve_many([(p.id, p.problem) for p in batch], in_flight)
+                    for problem, result in zip(batch, results):
+                        problem_record, records = grade_result(grader, seed, problem, result, profile, rules, cfg.vote)
+                        append_lines(out / "samples.jsonl", records)
+                        append_lines(out / "problems.jsonl", [problem_record])
+                        problem_records.append(problem_record)
+                        candidate_records.extend(map(statistics_record, records))
+                        correct += problem_record["correct"]
+                    progress.update(len(batch))
                     progress.set_postfix(accuracy=f"{correct / len(problem_records):.3f}")
     progress.close()
     summary = summarize(problem_records, candidate_records)
-    summary.update(split=split, model_path=model_path, config=dataclasses.asdict(cfg))
+    summary.update(split=split, model_path=model_path, config=dataclasses.asdict(cfg),
+                   candidates=len(candidate_records),
+                   correct_candidates=sum(c["correct"] for c in candidate_records),
+                   problems_with_a_correct_candidate=len({(c["seed"], c["problem_id"])
+                                                          for c in candidate_records if c["correct"]}))
     replace_file(out / "summary.json", [json.dumps(summary, indent=2, default=str) + "\n"])
     replace_file(out / "report.md", [write_report(out, summary, problem_records)])
     return summary

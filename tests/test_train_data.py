@@ -269,7 +269,7 @@ def test_sft_recipes_render_in_their_kits_tool_format():
 
     recipe = ["--config", "train/recipes/smoke/sft_tir.yaml", "--model_name_or_path", "unused"]
     script_args = make_parser().parse_args_and_config(recipe)[0]
-    assert script_args.tool_format().trigger == "output_fence"  # as kto_data.yaml samples it
+    assert script_args.tool_format().trigger == "output_fence"  # as sample.yaml samples it
     tagged = make_parser().parse_args_and_config(recipe + ["--kit", "{tool_format: {kind: tagged}}"])[0]
     assert tagged.tool_format().render_solution(TIR_ANSWER) == TAGGED.render_solution(TIR_ANSWER)
     with pytest.raises(ValueError, match=r"tool_format\.kind: harmony"):
@@ -283,13 +283,12 @@ def test_rows_without_an_id_get_the_ids_the_evaluation_splits_give_them(tmp_path
     assert [row["id"] for row in load_messages(path, decontaminate=False)] == [p.id for p in problems]
 
 
-def test_kto_reference_solutions_are_rendered_in_the_sampling_format():
-    from train.kto_data import KtoDataArguments, reference_rows
+def test_reference_solutions_are_rendered_in_the_sampling_format():
+    from train.select import Problem, reference_traces
 
     problems, _ = load_split(str(TIR_TRACES), 2)
-    rows = reference_rows(str(TIR_TRACES), problems, KitConfig(tool_format=ToolFormatConfig(kind="tagged")))
-    assert len(rows) == 2 and all("</tool_call>\n```output\n" in r["completion"][0]["content"] for r in rows)
-    harmony = {"tool_format": {"kind": "harmony"}}
-    KtoDataArguments(problems="p.jsonl", output="o.jsonl", kit=harmony)  # samples only: no rendering needed
+    pool = {p.id: Problem(p.id, p.problem, p.answer) for p in problems}
+    assert reference_traces(str(TIR_TRACES), pool, KitConfig(tool_format=ToolFormatConfig(kind="tagged"))) == 2
+    assert all("</tool_call>\n```output\n" in p.references[0].text for p in pool.values())
     with pytest.raises(ValueError, match=r"tool_format\.kind: harmony"):
-        KtoDataArguments(problems="p.jsonl", output="o.jsonl", kit=harmony, add_reference_solutions=True)
+        reference_traces(str(TIR_TRACES), pool, KitConfig(tool_format=ToolFormatConfig(kind="harmony")))

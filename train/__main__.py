@@ -15,10 +15,10 @@ from collections.abc import Callable
 
 from trl import TrlParser
 
-from train import decontaminate, kto, kto_data, merge, quantize, sft, tiny_model
+from train import decontaminate, dpo, kto, merge, quantize, sample, select, sft, tiny_model
 from train.common import log_to_stdout
 
-STEPS = (sft, kto_data, kto, quantize, merge, tiny_model, decontaminate)
+STEPS = (sft, sample, select, dpo, kto, quantize, merge, tiny_model, decontaminate)
 
 
 def make_parser() -> tuple[argparse.ArgumentParser, dict[str, tuple[argparse.ArgumentParser, Callable]]]:

@@ -1,8 +1,11 @@
 """SFT training data: loading rows as chat messages, and tokenizing them with a loss mask.
 
 Rows come from a local .jsonl file or a Hugging Face dataset id and become
-``{"id", "problem", "messages"}``. Three row forms are accepted (checked in this order):
+``{"id", "problem", "messages"}``. Four row forms are accepted (checked in this order):
 
+* ``prompt`` + ``completion``: TRL's conversational prompt-completion form, as ``train select``
+  writes the kit's own sampled traces; taken as they are (prompt and trace were written by the
+  kit in the format of the config it sampled with, so nothing is re-rendered or re-templated);
 * ``messages``: a chat (NuminaMath-CoT/-TIR style); the last user message is the problem;
 * ``problem`` + ``trace``: a tool-integrated-reasoning trace (train/data/tir_traces_sample.jsonl);
 * ``problem`` + ``solution``: a worked solution (GSM8K, NuminaMath); GSM8K's ``<<a*b=c>>``
@@ -116,9 +119,30 @@ def _problem_and_solution(row: dict, where: str) -> tuple[str, str, str | None]:
     raise ValueError(f"{where}: no 'solution', 'trace' or 'messages' column (columns: {sorted(row)})")
 
 
+def check_messages(value: object, where: str, column: str, roles: set[str]) -> list[dict]:
+    if (not isinstance(value, list) or not value
+            or not all(isinstance(m, dict) and m.get("role") in roles and isinstance(m.get("content"), str)
+                       for m in value)):
+        raise ValueError(f"{where}: column {column!r} is not a non-empty list of {{role, content}} messages "
+                         f"with roles in {sorted(roles)}")
+    return value
+
+
+def _prompt_completion_example(row: dict, where: str, row_id: str) -> dict:
+    """A ``prompt`` + ``completion`` row (the kit's own prompt and trace) as it is."""
+    prompt = check_messages(row["prompt"], where, "prompt", {"system", "user"})
+    completion = check_messages(row["completion"], where, "completion", {"assistant"})
+    users = [m["content"] for m in prompt if m["role"] == "user"]
+    if not users:
+        raise ValueError(f"{where}: column 'prompt' has no 'user' message")
+    return {"id": row_id, "problem": users[-1], "messages": [*prompt, *completion]}
+
+
 def row_to_example(row: dict, where: str, row_id: str, template: str | None, system_prompt: str,
                    tool_format: TextFormat) -> dict:
     """One row as ``{"id", "problem", "messages"}`` (see the module docstring for the rules)."""
+    if "prompt" in row and "completion" in row:
+        return _prompt_completion_example(row, where, row_id)
     problem, solution, answer = _problem_and_solution(row, where)
     if is_tir(solution):
         solution = tool_format.render_solution(solution.strip())

@@ -5,7 +5,7 @@ Resuming: ``resume_checkpoint`` is what each trainer script (train/sft.py, train
 ``Trainer.train``: the recipe's ``resume_from_checkpoint`` when it sets one, else the last
 ``checkpoint-*`` in ``output_dir``, so a killed run picks up where it stopped when run again.
 
-Kit settings: a step that runs the kit (train/kto_data.py) takes them as one ``kit:`` mapping
+Kit settings: a step that runs the kit (train/sample.py) takes them as one ``kit:`` mapping
 in its recipe, ``config`` (a kit config name in kit/configs or a path) plus ``KitConfig`` fields
 overriding it, sections (``executor:``) as nested mappings::
 

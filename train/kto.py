@@ -1,4 +1,4 @@
-"""KTO on the kit's own labelled samples (``train.kto_data``), with TRL's KTOTrainer.
+"""KTO on the kit's own labelled samples (``train sample``, then ``train select``), with TRL's KTOTrainer.
 
     python -m train kto --config train/recipes/smoke/kto.yaml
 
@@ -40,11 +40,11 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class KTOScriptArguments:
-    dataset: str = field(metadata={"help": "JSONL written by `python -m train kto-data` (prompt, completion, label)."})
+    dataset: str = field(metadata={"help": "JSONL written by `python -m train select` (kto.jsonl: prompt, completion, label)."})
     balance_weights: bool = field(default=True, metadata={"help": "Set desirable_weight from the label counts (TRL's 1 to 4/3 rule)."})
     kit: dict | str | None = field(
         default_factory=dict,
-        metadata={"help": KIT_HELP + " The kit config the samples were drawn with (kto-data's): its tool_format "
+        metadata={"help": KIT_HELP + " The kit config the samples were drawn with (train sample's): its tool_format "
                                      "says where the kit-written tool outputs are, which get no loss."},
     )
 
