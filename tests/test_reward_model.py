@@ -134,60 +134,75 @@ def test_a_scorer_without_a_reward_model_is_refused():
         RewardScorer(KitConfig())
 
 
-SCORE_THROUGH_VLLM = """
+# One engine start for both engine tests: the Solver builds the RewardScorer on the real pooling
+# engine (on its own event loop, as in a run); the scorer is first exercised directly on that
+# loop, then the Solver solves with the scripted policy and the rm vote.
+SCORE_AND_SOLVE = """
 import asyncio, json, sys, time
+sys.path.insert(0, "tests")
 from kit.config import KitConfig
-from kit.reward import RewardScorer
+from kit.solver import Solver
+from scripted_engine import ScriptedEngine
 
 PROBLEM, LONG = sys.argv[2], sys.argv[3]
+ANSWERS = ["42", "42", "41", "40", "41"]
 
-async def main():
-    cfg = KitConfig(dtype="float32", enforce_eager=True, reward_model={"path": sys.argv[1], "max_model_len": 128})
+async def score_directly(scorer):
+    tail = LONG[scorer.prompt(PROBLEM, LONG).kept_from:]
+    texts = ["6 * 7 = 42, so \\\\boxed{42}.", "6 * 7 = 42, so \\\\boxed{42}.", "I think \\\\boxed{41}.", LONG, tail]
     started = time.monotonic()
-    scorer = RewardScorer(cfg)
-    ready = time.monotonic()
+    scores = await scorer.score(PROBLEM, texts, "rm-test")
+    scored = time.monotonic()
+    # Cancel a large score while its requests are in the engine: none may be left running.
+    task = asyncio.create_task(scorer.score(PROBLEM, [LONG] * 64, "rm-cancel"))
+    while scorer.engine.get_num_unfinished_requests() == 0:
+        await asyncio.sleep(0)
+    in_flight = scorer.engine.get_num_unfinished_requests()
+    task.cancel()
     try:
-        tail = LONG[scorer.prompt(PROBLEM, LONG).kept_from:]
-        texts = ["6 * 7 = 42, so \\\\boxed{42}.", "6 * 7 = 42, so \\\\boxed{42}.", "I think \\\\boxed{41}.", LONG, tail]
-        scores = await scorer.score(PROBLEM, texts, "rm-test")
-        scored = time.monotonic()
-        # Cancel a large score while its requests are in the engine: none may be left running.
-        task = asyncio.create_task(scorer.score(PROBLEM, [LONG] * 64, "rm-cancel"))
-        while scorer.engine.get_num_unfinished_requests() == 0:
-            await asyncio.sleep(0)
-        in_flight = scorer.engine.get_num_unfinished_requests()
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
-        left = scorer.engine.get_num_unfinished_requests()
-        again = await scorer.score(PROBLEM, texts[:1], "rm-again")
-        print("RESULT", json.dumps({
-            "scores": scores, "ids": [scorer.prompt(PROBLEM, t).token_ids for t in texts], "tail": tail,
+        await task
+    except asyncio.CancelledError:
+        pass
+    left = scorer.engine.get_num_unfinished_requests()
+    again = await scorer.score(PROBLEM, texts[:1], "rm-again")
+    return {"scores": scores, "ids": [scorer.prompt(PROBLEM, t).token_ids for t in texts], "tail": tail,
             "in_flight": in_flight, "left_after_cancel": left, "cancelled": task.cancelled(), "again": again,
-            "start_s": ready - started, "score_s": scored - ready}))
-    finally:
-        scorer.shutdown()
+            "score_s": scored - started}
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    cfg = KitConfig(dtype="float32", enforce_eager=True, num_samples=5, early_stop=[], vote={"method": "rm"},
+                    reward_model={"path": sys.argv[1], "max_model_len": 128})
+    engine = ScriptedEngine(lambda c, s: f"6 * 7 is {ANSWERS[c]}, so \\\\boxed{{{ANSWERS[c]}}}.")
+    started = time.monotonic()
+    with Solver(cfg, engine=engine) as solver:  # builds the RewardScorer on the real pooling engine
+        direct = solver.run_coroutine(score_directly(solver.reward))
+        direct["start_s"] = time.monotonic() - started - direct["score_s"]
+        result = solver.solve("What is 6 * 7?", "p0", time_limit_s=120)
+    print("RESULT", json.dumps({"direct": direct, "answer": result.answer, "method": result.vote.method,
+                                "weights": result.vote.weights, "scores": [c.reward_score for c in result.candidates],
+                                "texts": [c.text for c in result.candidates]}))
 """
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory):
+    model_dir = tmp_path_factory.mktemp("rm") / "tiny-reward"
+    train(["tiny-model", "--arch", "reward", "--out", str(model_dir)])
+    # In a subprocess: vLLM spawns its engine process, which needs a __main__ guard.
+    proc = subprocess.run([sys.executable, "-c", SCORE_AND_SOLVE, str(model_dir), PROBLEM, LONG_TRACE],
+                          cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return model_dir, json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))[7:])
 
 
 @pytest.mark.engine
 @pytest.mark.slow
-def test_the_tiny_reward_model_scores_through_vllms_pooling_runner(tmp_path):
+def test_the_tiny_reward_model_scores_through_vllms_pooling_runner(scored):
     import torch
     from transformers import LlamaForSequenceClassification
 
-    model_dir = tmp_path / "tiny-reward"
-    train(["tiny-model", "--arch", "reward", "--out", str(model_dir)])
-    # In a subprocess: vLLM spawns its engine process, which needs a __main__ guard.
-    proc = subprocess.run([sys.executable, "-c", SCORE_THROUGH_VLLM, str(model_dir), PROBLEM, LONG_TRACE],
-                          cwd=REPO, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))[7:])
+    model_dir, result = scored
+    result = result["direct"]
     print(f"reward model: engine start {result['start_s']:.1f} s, 5 traces scored in {result['score_s']:.3f} s")
     scores = result["scores"]
     assert len(scores) == 5 and all(math.isfinite(s) for s in scores)
@@ -203,39 +218,13 @@ def test_the_tiny_reward_model_scores_through_vllms_pooling_runner(tmp_path):
     assert result["in_flight"] > 0 and result["cancelled"] and result["left_after_cancel"] == 0
 
 
-SOLVE_WITH_THE_RM_VOTE = """
-import json, sys
-sys.path.insert(0, "tests")
-from kit.config import KitConfig
-from kit.solver import Solver
-from scripted_engine import ScriptedEngine
-
-ANSWERS = ["42", "42", "41", "40", "41"]
-
-if __name__ == "__main__":
-    cfg = KitConfig(dtype="float32", enforce_eager=True, num_samples=5, early_stop=[], vote={"method": "rm"},
-                    reward_model={"path": sys.argv[1], "max_model_len": 256})
-    engine = ScriptedEngine(lambda c, s: f"6 * 7 is {ANSWERS[c]}, so \\\\boxed{{{ANSWERS[c]}}}.")
-    with Solver(cfg, engine=engine) as solver:  # builds the RewardScorer on the real pooling engine
-        result = solver.solve("What is 6 * 7?", "p0", time_limit_s=120)
-    print("RESULT", json.dumps({"answer": result.answer, "method": result.vote.method, "weights": result.vote.weights,
-                                "scores": [c.reward_score for c in result.candidates],
-                                "texts": [c.text for c in result.candidates]}))
-"""
-
-
 @pytest.mark.engine
 @pytest.mark.slow
-def test_the_solver_scores_every_finished_candidate_and_the_rm_vote_uses_the_scores(tmp_path):
+def test_the_solver_scores_every_finished_candidate_and_the_rm_vote_uses_the_scores(scored):
     # The policy is scripted (its answers are known); the reward model is the real engine. Random
     # weights make the scores arbitrary, so the test checks that they are finite, one per finished
     # candidate, and that the vote ranks answers by them (rm_aggregate best: the top-scored wins).
-    model_dir = tmp_path / "tiny-reward"
-    train(["tiny-model", "--arch", "reward", "--out", str(model_dir)])
-    proc = subprocess.run([sys.executable, "-c", SOLVE_WITH_THE_RM_VOTE, str(model_dir)], cwd=REPO,
-                          capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))[7:])
+    _, result = scored
     scores = result["scores"]
     assert len(scores) == 5 and all(s is not None and math.isfinite(s) for s in scores)
     assert result["method"] == "rm"

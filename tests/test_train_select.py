@@ -262,6 +262,7 @@ def test_the_report_counts_distinct_paths_and_draws_them(tmp_path, samples):
     report, _ = run_select(tmp_path, [samples])
     paths = {p["problem_id"]: p["distinct_paths"] for p in report["per_problem"]}
     assert paths == {"mixed": 2, "easy": 2, "hard": 0}
+    assert {p["problem_id"]: p["distinct_sampled_paths"] for p in report["per_problem"]} == {"mixed": 4, "easy": 2, "hard": 2}
     assert (tmp_path / "out" / "select.png").stat().st_size > 0 and "distinct" in (tmp_path / "out" / "report.md").read_text()
 
 

@@ -36,11 +36,9 @@ start, is lost); the log counts such pairs.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from datasets import Dataset
@@ -48,6 +46,7 @@ from transformers import AutoTokenizer
 from trl import DPOConfig, DPOTrainer, ModelConfig, TrlParser, get_peft_config, get_quantization_config
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 
+from kit.problem_io import iter_rows
 from train.chats import IGNORE_INDEX, TextFormat, check_messages, tokenize_with_mask, training_format
 from train.common import KIT_HELP, kit_config, kit_mapping, log_to_stdout, resume_checkpoint
 from train.pairs import PAIR_KINDS
@@ -93,16 +92,7 @@ def load_pair_rows(path: str, kinds: tuple[str, ...] | list[str] = PAIR_KINDS) -
     """The pairs of ``kinds`` in ``path`` as ``{"prompt", "chosen", "rejected"}``; every row is
     checked, whatever its kind."""
     rows, counts = [], Counter()
-    for line_no, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{line_no}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{where}: not JSON ({exc})") from exc
-        if not isinstance(row, dict):
-            raise ValueError(f"{where}: not a JSON object")
+    for where, row in iter_rows(path):
         missing = [name for name in PAIR_FIELDS if name not in row]
         if missing:
             raise ValueError(f"{where}: missing {missing}")

@@ -309,7 +309,8 @@ def main(args: SelectArguments) -> dict:
         "rows": {name: len(rows[name]) for name in args.outputs},
         "pair_kinds": dict(Counter(r["kind"] for r in rows["dpo"])),
         "per_problem": [{"problem_id": p.problem_id, "samples": len(p.traces), "pass_rate": p.pass_rate,
-                         "distinct_paths": p.distinct_paths, "kept_paths": len(p.kept)} for p in selected],
+                         "distinct_paths": p.distinct_paths, "kept_paths": len(p.kept),
+                         "distinct_sampled_paths": len({t.path_key for t in p.traces})} for p in selected],
     }
     # The kit config the rows were written in: the training recipes' `kit: {config: OUT/kit.yaml}`
     # reads their tool format from it (which spans are tool outputs, which get no loss).

@@ -32,7 +32,8 @@ def plot(report: dict, path: Path) -> None:
     top = max(paths + kept + [1])
     bins = [b - 0.5 for b in range(top + 2)]
     left.hist([paths, kept], bins=bins, label=["distinct", "kept"])
-    left.set(xlabel="correct paths per problem", ylabel="problems", title="Distinct solution paths")
+    left.set(xlabel="correct paths per problem", ylabel="problems", title="Distinct solution paths",
+             xticks=range(top + 1))
     left.legend()
     right.hist([p["pass_rate"] for p in per_problem if p["samples"]], bins=10, range=(0, 1))
     right.set(xlabel="pass rate over samples", ylabel="problems", title="Difficulty")
@@ -51,8 +52,11 @@ def markdown(report: dict) -> str:
         f"- candidates: {report['candidates']}; problems with a reference solution: {report['problems_with_reference']}",
     ]
     if paths:
-        lines.append(f"- distinct correct paths per problem: mean {sum(paths) / len(paths):.2f}, "
+        sampled = [p["distinct_sampled_paths"] for p in report["per_problem"]]
+        lines.append(f"- distinct correct paths per problem (kept for RFT): mean {sum(paths) / len(paths):.2f}, "
                      f"min {min(paths)}, max {max(paths)}")
+        lines.append(f"- distinct sampled paths per problem, right or wrong: mean {sum(sampled) / len(sampled):.2f}, "
+                     f"min {min(sampled)}, max {max(sampled)}")
     lines += ["", "| dropped | count |", "|---|---:|"]
     lines += [f"| {name} | {count} |" for name, count in sorted(report["dropped"].items())]
     lines += ["", "| training set | rows |", "|---|---:|"]
