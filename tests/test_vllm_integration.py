@@ -25,7 +25,7 @@ pytestmark = pytest.mark.engine
 
 REPO = Path(__file__).resolve().parent.parent
 GSM8K = REPO / "eval" / "data" / "gsm8k_test.jsonl"
-N, M, TIME_LIMIT_S, PROBLEMS = 4, 2, 60.0, 5
+N, M, TIME_LIMIT_S, PROBLEMS = 4, 2, 60.0, 3
 # A deadline is checked between events; allow for one executor kill and the final vote.
 DEADLINE_SLACK_S = 8.0
 

@@ -18,7 +18,8 @@ Resuming: problems are appended to the files as they finish (synced), so a kille
 when the same command runs again: finished problems are kept, a half-finished one is solved
 again. The directory remembers its configuration: the same ``output_dir`` with another kit
 config, problem list or model is refused, naming what differs (``--overwrite true`` starts
-over).
+over). So a run is not grown in place: sample the further problems into another ``output_dir`` and give
+``train select`` both directories.
 
 Scaling out. One node: the kit's ``data_parallel_size`` (vLLM's data-parallel replicas, one per
 GPU, requests spread over them) with many problems in flight (``--problems_in_flight``, e.g.
