@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import logging
 import re
 from collections import Counter
 from collections.abc import Iterable
@@ -39,6 +40,8 @@ from eval.splits import SPLITS, load_split
 from kit.answers import normalize_latex
 from kit.problem_io import iter_rows
 from train import decontamination_edits as edits
+
+log = logging.getLogger(__name__)
 
 NGRAM = 13
 # Chosen by measurement (measure() with thresholds 1, 2, 3, 4, 8 and none, all splits): with
@@ -185,6 +188,19 @@ def decontaminate(rows: list[dict], eval_ngrams: EvalNgrams, text_key: str = "pr
               "rows": len(rows), "kept": len(kept), "dropped": len(dropped), "dropped_rows": dropped,
               "measured": measure(eval_ngrams)}
     return kept, report
+
+
+def clean_problem_ids(problems: list[tuple[str, str]], splits: list[str]) -> set[str]:
+    """The ids of the ``(id, problem text)`` pairs that share no n-gram with the evaluation
+    ``splits`` (all of them when ``splits`` is empty); a drop is logged. What ``train sample``
+    and ``train select`` keep."""
+    if not splits:
+        return {pid for pid, _ in problems}
+    kept, report = decontaminate([{"id": pid, "problem": text} for pid, text in problems], build_eval_ngrams(splits))
+    if report["dropped"]:
+        log.warning("decontamination dropped %d of %d problems (13-gram overlap with %s)", report["dropped"],
+                    len(problems), sorted({s for r in report["dropped_rows"] for s in r["splits"]}))
+    return {row["id"] for row in kept}
 
 
 @functools.lru_cache(maxsize=8)

@@ -40,7 +40,6 @@ engine runs on one node.)
 from __future__ import annotations
 
 import argparse
-import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -52,9 +51,8 @@ from eval.runner import run_split
 from eval.splits import SPLITS, EvalProblem, load_split
 from kit.config import KitConfig
 from train.common import KIT_HELP, kit_config, kit_mapping, log_to_stdout
-from train.decontaminate import build_eval_ngrams, decontaminate
+from train.decontaminate import clean_problem_ids
 
-log = logging.getLogger(__name__)
 
 SHARD = re.compile(r"(\d+)/(\d+)")
 
@@ -97,14 +95,8 @@ def clean_problems(source: str, limit: int | None, against: list[str]) -> list[E
     """The problems of ``source`` (its first ``limit``), minus those overlapping the evaluation
     splits ``against``."""
     problems, _ = load_split(source, limit)
-    if not against:
-        return problems
-    rows = [{"id": p.id, "problem": p.problem} for p in problems]
-    kept, report = decontaminate(rows, build_eval_ngrams(against))
-    if report["dropped"]:
-        log.warning("decontamination dropped %d of %d problems", len(problems) - len(kept), len(problems))
-    kept_ids = {row["id"] for row in kept}
-    return [p for p in problems if p.id in kept_ids]
+    kept = clean_problem_ids([(p.id, p.problem) for p in problems], against)
+    return [p for p in problems if p.id in kept]
 
 
 def sample_problems(args: SampleArguments) -> list[EvalProblem]:

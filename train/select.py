@@ -53,7 +53,7 @@ from kit.tir import chat_messages
 from train import pairs as rows_of
 from train.chats import load_messages, training_format
 from train.common import log_to_stdout
-from train.decontaminate import build_eval_ngrams, decontaminate
+from train.decontaminate import clean_problem_ids
 from train.diversity import DiversityConfig, diversity_config, path_key, select_diverse
 from train.pairs import PAIR_KINDS, Trace
 from train.quality import check_band, in_band, is_mixed_language, is_well_formed, model_written_text, unusable_reason
@@ -158,13 +158,8 @@ def read_samples(directories: list[str]) -> tuple[KitConfig, dict[str, Problem]]
 
 def clean_problems(problems: dict[str, Problem], splits: list[str]) -> tuple[dict[str, Problem], int]:
     """The problems that share no 13-gram with the evaluation splits, and how many were dropped."""
-    if not splits:
-        return problems, 0
-    kept, report = decontaminate([{"id": p.problem_id, "problem": p.problem} for p in problems.values()],
-                                 build_eval_ngrams(splits))
-    if report["dropped"]:
-        log.warning("decontamination dropped %d of %d problems", report["dropped"], len(problems))
-    return {row["id"]: problems[row["id"]] for row in kept}, report["dropped"]
+    kept = clean_problem_ids([(p.problem_id, p.problem) for p in problems.values()], splits)
+    return {pid: p for pid, p in problems.items() if pid in kept}, len(problems) - len(kept)
 
 
 def reference_traces(source: str, problems: dict[str, Problem], cfg: KitConfig) -> int:
